@@ -1,0 +1,46 @@
+"""Liveness and readiness probes, answered before any other middleware.
+
+/healthz: the process serves requests; touches nothing else (Docker's HEALTHCHECK uses it, so a
+database outage does not get a healthy container restarted).
+/readyz: the process can do real work; one cheap query, 503 with a short JSON reason when the
+database cannot be reached.
+"""
+
+import logging
+
+from django.db import Error as DatabaseError
+from django.db import connection
+from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
+
+
+def liveness():
+    return JsonResponse({"status": "ok"})
+
+
+def readiness():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning("readiness check failed: database unreachable: %s", first_line)
+        return JsonResponse({"status": "unavailable", "reason": "database unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+PROBES = {"/healthz": liveness, "/readyz": readiness}
+
+
+class HealthCheckMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = PROBES.get(request.path)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            response = probe()
+            response["Cache-Control"] = "no-store"
+            return response
+        return self.get_response(request)

@@ -1,0 +1,166 @@
+"""Settings for the site: one module, grouped by concern, configured by the environment.
+
+Every value a deployment may change is read through the typed helpers in app/env.py, which fail
+with one line naming the variable. .env.example documents each variable.
+"""
+
+from pathlib import Path
+
+from app.env import ConfigError, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
+
+# --- Core -------------------------------------------------------------------------------------
+# DEBUG is off unless asked for: a forgotten variable must not expose tracebacks in production.
+# (manage.py turns it on for `runserver` only, so a fresh clone runs with no configuration.)
+DEBUG = env_bool("DEBUG", False)
+
+if DEBUG:
+    # A fixed, loudly named key keeps dev sessions alive across autoreloads; never used in production.
+    SECRET_KEY = env_str("SECRET_KEY", "django-insecure-development-only-key")
+else:
+    SECRET_KEY = env_str("SECRET_KEY")
+    if len(SECRET_KEY) < 50:
+        raise ConfigError("SECRET_KEY must be at least 50 characters (make up generates one)")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ConfigError("ALLOWED_HOSTS is required when DEBUG is off (e.g. example.com,www.example.com)")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "app",
+]
+
+MIDDLEWARE = [
+    # First: probes answer before host validation and HTTPS redirects, so Docker's HEALTHCHECK
+    # (which knows no domain name and speaks plain HTTP) gets a real answer.
+    "app.health.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "app.urls"
+ASGI_APPLICATION = "app.asgi.application"
+WSGI_APPLICATION = "app.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+# PostgreSQL on the host when DB_NAME is set; DB_HOST is a host name (host.docker.internal from
+# the container) or a socket directory such as /var/run/postgresql. Without DB_NAME: SQLite in
+# DATA_DIR, the embedded default for a first run.
+DB_NAME = env_str("DB_NAME", "")
+if DB_NAME:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": DB_NAME,
+            "USER": env_str("DB_USER", ""),
+            "PASSWORD": env_str("DB_PASSWORD", ""),
+            "HOST": env_str("DB_HOST", ""),
+            "PORT": env_int("DB_PORT", 5432, minimum=1),
+            # 0, always: under ASGI each request runs in its own thread, so a persistent connection
+            # is never reused and is leaked instead (Django docs, "Deploying ASGI": disable them).
+            "CONN_MAX_AGE": 0,
+            # Fail fast when the server is away, so /readyz answers 503 instead of hanging.
+            "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1)},
+        }
+    }
+else:
+    DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data")))
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}}
+    from app.startup import announce_sqlite
+
+    announce_sqlite(DATABASES["default"]["NAME"])
+
+# --- HTTPS and cookies ------------------------------------------------------------------------
+# HTTPS=true when nginx terminates TLS in front of the site. nginx sends X-Forwarded-Proto and the
+# uvicorn worker trusts it from the Docker bridge (docker/gunicorn.conf.py), so Django sees https.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS  # nginx redirects too; this guards a misrouted plain-HTTP request
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+# Only for a WSGI server behind a proxy: trust X-Forwarded-Proto from whoever reaches the app.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Django 4+ checks the Origin header of POSTs: list the site's origins with their scheme.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+for origin in CSRF_TRUSTED_ORIGINS:
+    if not origin.startswith(("http://", "https://")):
+        raise ConfigError(f"CSRF_TRUSTED_ORIGINS: {origin!r} needs a scheme, e.g. https://{origin}")
+
+# --- Static files -----------------------------------------------------------------------------
+# collectstatic writes to STATIC_ROOT (a bind mount from the host) and nginx serves it. Hashed
+# names (style.3f2a9c.css) change with the content, so nginx can tell browsers to cache forever.
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
+
+# --- Email ------------------------------------------------------------------------------------
+# Without EMAIL_HOST, mail (e.g. error reports) is printed to the log instead of sent.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Internationalisation ---------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging ----------------------------------------------------------------------------------
+# Everything to stderr: Docker collects it (docker compose logs), nothing is written in the image.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+}
+
+# --- The site ---------------------------------------------------------------------------------
+SITES_PER_PAGE = env_int("SITES_PER_PAGE", 12, minimum=1)

@@ -1,0 +1,77 @@
+# The site's image. Two stages: the first compiles the dependencies, the second carries only what
+# runs, so compilers and headers never reach production.
+#
+# Alpine by default: the smallest official Python base. The same file builds on Debian by changing
+# this one argument, e.g. --build-arg PYTHON_IMAGE=python:3.14-slim, or the offline base image
+# (docker/build-offline-base.sh) where no registry can be reached.
+ARG PYTHON_IMAGE=python:3.14-alpine
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+
+# A C compiler and libpq's headers: psycopg2 is built from source against the system libpq
+# (psycopg2-binary bundles its own libpq and OpenSSL, which then miss the OS's security updates).
+COPY docker/os-packages.sh /usr/local/bin/os-packages
+RUN os-packages build
+
+# A venv is a self-contained directory: the final stage copies it whole and nothing else of pip's.
+ENV PATH=/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /venv
+
+# Requirements before code: a code-only change reuses this layer and skips the compile.
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --require-hashes -r /tmp/requirements.txt
+
+# The app, file by file, so nothing else in the build context (.env, .git, venvs) can slip in.
+WORKDIR /app
+COPY manage.py requirements.txt ./
+COPY app/ app/
+COPY templates/ templates/
+COPY docker/docker-entrypoint.sh docker/gunicorn.conf.py docker/
+# The build's identity, a hash of the app's content: the entrypoint runs collectstatic and
+# migrate again only when it changes (see docker/docker-entrypoint.sh).
+RUN find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16 > .build-id \
+ && python -m compileall -q app
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+
+COPY docker/os-packages.sh /usr/local/bin/os-packages
+RUN os-packages runtime && rm /usr/local/bin/os-packages
+
+COPY --from=build /venv /venv
+COPY --from=build /app /app
+WORKDIR /app
+
+# Run as an unprivileged numeric user: 33:33 is www-data on Debian/Ubuntu hosts, so files written to
+# the static bind mount belong to the host's web server user. Numeric, as Alpine's www-data is 82.
+ARG APP_UID=33 APP_GID=33
+USER ${APP_UID}:${APP_GID}
+
+# No .pyc writes (the root filesystem is read-only; .pyc were compiled at build time), unbuffered
+# logs straight to Docker, the venv first on PATH, the app importable for gunicorn's config, and
+# a writable HOME (uid 33 has none; compose mounts /tmp as a tmpfs).
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    HOME=/tmp
+
+EXPOSE 6868
+# Liveness without curl: the image's own Python asks /healthz (answered without touching the database).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/healthz', timeout=4)"]
+# gunicorn's graceful shutdown: finish in-flight requests, then exit (SIGINT/SIGQUIT would not wait).
+STOPSIGNAL SIGTERM
+
+ENTRYPOINT ["/app/docker/docker-entrypoint.sh"]
+CMD ["gunicorn", "--config", "docker/gunicorn.conf.py", "app.asgi:application"]
+
+# Last, so a new commit changes only this metadata layer.
+ARG VERSION=dev REVISION=unknown
+LABEL org.opencontainers.image.title="sitekit" \
+      org.opencontainers.image.description="Reference Django site with a container deployment kit" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"

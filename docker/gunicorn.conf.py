@@ -1,0 +1,44 @@
+"""gunicorn settings for the container. gunicorn supervises the worker processes (restarts a dead
+one, recycles them, shuts down gracefully); each worker runs Django's ASGI app under uvicorn."""
+
+import sys
+
+from app.env import ConfigError, env_int, env_str
+
+try:
+    # Workers: WEB_CONCURRENCY, default 3. Not (2 x CPUs) + 1: inside a container gunicorn would
+    # count the host's CPUs, not the container's share (gunicorn #2028). Set it per machine.
+    workers = env_int("WEB_CONCURRENCY", 3, minimum=1)
+    # Trust X-Forwarded-For/-Proto only from the Docker bridge: requests from the host's nginx reach
+    # the container from the bridge gateway, not 127.0.0.1. Without this, uvicorn ignores the
+    # headers and Django never learns a request came over HTTPS. (CIDR needs gunicorn >= 24.1.)
+    forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "172.31.68.0/24")
+    graceful_timeout = env_int("GRACEFUL_TIMEOUT", 25, minimum=1)
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+# Listen on all of the container's interfaces; compose publishes the port on the host's 127.0.0.1 only.
+bind = "0.0.0.0:6868"
+worker_class = "app.workers.DjangoUvicornWorker"  # uvicorn's worker, lifespan off (app/workers.py)
+
+# On SIGTERM, in-flight requests get this long to finish. Kept below compose's stop_grace_period
+# (30 s), so gunicorn exits by itself before Docker resorts to SIGKILL.
+# A request running longer than this is cut off (and the worker restarted).
+timeout = 60
+keepalive = 5  # seconds an idle keep-alive connection from nginx stays open
+
+# Recycle each worker after ~1000 requests; the jitter keeps them from restarting all at once.
+# Bounds the damage of a slow memory leak in the app or a library.
+max_requests = 1000
+max_requests_jitter = 100
+
+# Workers signal liveness by touching a file; on /dev/shm (memory) that never blocks on a slow disk,
+# and it works with a read-only root filesystem.
+worker_tmp_dir = "/dev/shm"
+
+# No control socket (gunicorn >= 25.1 makes one under $HOME by default): nothing here uses it, and
+# an unprivileged user may have no writable home.
+control_socket_disable = True
+
+accesslog = "-"  # access log to stdout, errors to stderr: Docker collects both
+errorlog = "-"

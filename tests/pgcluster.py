@@ -1,0 +1,113 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb in a temporary directory, started on a free
+port, removed afterwards. Used when the DB_* variables do not point at a running server.
+
+initdb refuses to run as root, so as root the server runs as the unprivileged `postgres` user
+(Debian's postgresql package creates it).
+"""
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def _bin(name):
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise RuntimeError(f"{name} not found: install PostgreSQL's server package (apt-get install postgresql)")
+    return candidates[-1]
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def reachable(host, port, timeout=1.0):
+    if host.startswith("/"):
+        return os.path.exists(os.path.join(host, f".s.PGSQL.{port}"))
+    try:
+        with socket.create_connection((host or "localhost", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class Cluster:
+    """One PostgreSQL server with one superuser, `user`, who owns database `name`."""
+
+    def __init__(self, listen=("127.0.0.1",), port=None, hba_networks=(), socket_mode="0777"):
+        self.listen = list(listen)
+        self.port = port or free_port()
+        self.hba_networks = list(hba_networks)  # extra client networks (e.g. a Docker bridge subnet)
+        self.socket_mode = socket_mode
+        self.user, self.name, self.password = "sitekit", "sitekit", secrets.token_urlsafe(16)
+        self.root = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    def _run(self, *argv, **kwargs):
+        if self._owner:
+            argv = ("runuser", "-u", "postgres", "--", *argv)
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+
+    def start(self):
+        self.socket_dir.mkdir()
+        self.root.chmod(0o755)  # the socket directory must be reachable by clients of other users
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password)
+        if self._owner:
+            for path in (self.root, self.socket_dir, pwfile):
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        self._run(
+            _bin("initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(pwfile),
+            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+        )
+        pwfile.unlink()
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            for network in self.hba_networks:
+                hba.write(f"host all all {network} scram-sha-256\n")
+        options = (
+            f"-c listen_addresses='{','.join(self.listen)}' -c port={self.port} "
+            f"-c unix_socket_directories='{self.socket_dir}' -c unix_socket_permissions={self.socket_mode} "
+            # Throwaway data: durability buys nothing here and costs seconds per test run.
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        self.psql(f'CREATE DATABASE "{self.name}" OWNER "{self.user}"', database="postgres")
+        return self
+
+    def psql(self, sql, database=None):
+        """Run SQL as the superuser over the socket; returns psql's unaligned output."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        argv = ["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
+                "-p", str(self.port), "-U", self.user, "-d", database or self.name, "-c", sql]
+        return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout.strip()
+
+    def pg_ctl(self, action, *extra):
+        """stop / start / restart the server (for fault tests); returns when done."""
+        return self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-m", "fast", action, *extra)
+
+    def env(self, host="127.0.0.1"):
+        """DB_* variables that point the site at this cluster."""
+        return {"DB_NAME": self.name, "DB_USER": self.user, "DB_PASSWORD": self.password,
+                "DB_HOST": host, "DB_PORT": str(self.port)}
+
+    def stop(self):
+        if self.data.exists():
+            try:
+                self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            except subprocess.CalledProcessError:
+                pass  # already stopped
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -32,7 +32,8 @@ COPY templates/ templates/
 COPY docker/docker-entrypoint.sh docker/gunicorn.conf.py docker/
 # The build's identity, a hash of the app's content: the entrypoint runs collectstatic and
 # migrate again only when it changes (see docker/docker-entrypoint.sh).
-RUN find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16 > .build-id \
+RUN find . -type f -exec sha256sum {} + > /tmp/files && sort -o /tmp/files /tmp/files \
+ && sha256sum /tmp/files > .build-id && rm /tmp/files \
  && python -m compileall -q app
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 EXPOSE 6868
 # Liveness without curl: the image's own Python asks /healthz (answered without touching the database).
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/healthz', timeout=4)"]
 # gunicorn's graceful shutdown: finish in-flight requests, then exit (SIGINT/SIGQUIT would not wait).
 STOPSIGNAL SIGTERM

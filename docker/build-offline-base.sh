@@ -23,7 +23,8 @@ tarball=$(mktemp)
 trap 'rm -f "$tarball"' EXIT
 
 # minbase: dpkg, apt and essentials only. libpython3-dev gives the headers psycopg2 compiles
-# against, as the official python images carry them.
+# against, as the official python images carry them. ($1 in a hook is mmdebstrap's, not ours.)
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase --format=tar \
   --include=python3,python3-venv,python-is-python3,libpython3-dev,ca-certificates \
   --customize-hook="upload $host_ca /etc/ssl/certs/host-ca-bundle.crt" \

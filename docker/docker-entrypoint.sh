@@ -41,7 +41,7 @@ done
 #    - concurrent containers are safe: `migrate` holds a PostgreSQL advisory lock while it runs
 #      (app/management/commands/migrate.py), and collectstatic writes identical files.
 #    nginx refuses dotfiles, so the marker is never served.
-build_id=$(cat /app/.build-id)
+build_id=$(cut -c1-16 /app/.build-id)
 database=$(printf '%s' "${DB_HOST:-}:${DB_PORT:-}/${DB_NAME:-sqlite}" | sha256sum | cut -c1-8)
 marker="$static_root/.prepared-$build_id-$database"
 if [ -e "$marker" ]; then

@@ -34,7 +34,7 @@ max_requests_jitter = 100
 
 # Workers signal liveness by touching a file; on /dev/shm (memory) that never blocks on a slow disk,
 # and it works with a read-only root filesystem.
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 (a heartbeat file, not data)
 
 # No control socket (gunicorn >= 25.1 makes one under $HOME by default): nothing here uses it, and
 # an unprivileged user may have no writable home.

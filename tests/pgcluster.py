@@ -5,6 +5,7 @@ initdb refuses to run as root, so as root the server runs as the unprivileged `p
 (Debian's postgresql package creates it).
 """
 
+import contextlib
 import glob
 import os
 import pwd
@@ -22,7 +23,9 @@ def _bin(name):
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
     if not candidates:
-        raise RuntimeError(f"{name} not found: install PostgreSQL's server package (apt-get install postgresql)")
+        raise RuntimeError(
+            f"{name} not found: install PostgreSQL's server package (apt-get install postgresql)"
+        )
     return candidates[-1]
 
 
@@ -60,7 +63,11 @@ class Cluster:
     def _run(self, *argv, **kwargs):
         if self._owner:
             argv = ("runuser", "-u", "postgres", "--", *argv)
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+        result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+        if result.returncode != 0:
+            log = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{argv[-1]} failed: {result.stderr.strip() or result.stdout.strip()}\n{log}")
+        return result
 
     def start(self):
         self.socket_dir.mkdir()
@@ -71,8 +78,16 @@ class Cluster:
             for path in (self.root, self.socket_dir, pwfile):
                 os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
         self._run(
-            _bin("initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(pwfile),
-            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+            _bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--pwfile",
+            str(pwfile),
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
         )
         pwfile.unlink()
         with open(self.data / "pg_hba.conf", "a") as hba:
@@ -91,23 +106,43 @@ class Cluster:
     def psql(self, sql, database=None):
         """Run SQL as the superuser over the socket; returns psql's unaligned output."""
         env = {**os.environ, "PGPASSWORD": self.password}
-        argv = ["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                "-p", str(self.port), "-U", self.user, "-d", database or self.name, "-c", sql]
+        argv = [
+            "psql",
+            "-X",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            database or self.name,
+            "-c",
+            sql,
+        ]
         return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
     def pg_ctl(self, action, *extra):
         """stop / start / restart the server (for fault tests); returns when done."""
-        return self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-m", "fast", action, *extra)
+        return self._run(
+            _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-m", "fast", action, *extra
+        )
 
     def env(self, host="127.0.0.1"):
         """DB_* variables that point the site at this cluster."""
-        return {"DB_NAME": self.name, "DB_USER": self.user, "DB_PASSWORD": self.password,
-                "DB_HOST": host, "DB_PORT": str(self.port)}
+        return {
+            "DB_NAME": self.name,
+            "DB_USER": self.user,
+            "DB_PASSWORD": self.password,
+            "DB_HOST": host,
+            "DB_PORT": str(self.port),
+        }
 
     def stop(self):
         if self.data.exists():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except subprocess.CalledProcessError:
-                pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)

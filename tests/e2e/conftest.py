@@ -1,0 +1,80 @@
+"""Fixtures for the end-to-end tests: a Docker engine, a host PostgreSQL the containers can reach,
+the image built once, and the stack (compose + the host nginx site) up for the session."""
+
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from tests.e2e.stack import SUBNETS, Nginx, Stack, docker_gateway, run, workdir
+from tests.pgcluster import Cluster
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """Skips (fails under CI=true) when there is no Docker engine or Compose v2 to drive."""
+    for argv in (["docker", "info"], ["docker", "compose", "version"], ["nginx", "-v"]):
+        if not shutil.which(argv[0]) or subprocess.run(argv, capture_output=True).returncode != 0:
+            pytest.skip(
+                f"`{' '.join(argv)}` failed: run .ci/provision to install the Docker engine and nginx"
+            )
+
+
+@pytest.fixture(scope="session")
+def e2e_root(docker):
+    root = workdir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def host_db(docker):
+    """PostgreSQL on the host as on a VPS: listening on the docker0 address (where
+    host.docker.internal points), with pg_hba allowing the compose subnets."""
+    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,)).start()
+    yield cluster
+    cluster.stop()
+
+
+def site_env(cluster, https_port, **extra):
+    """The production example environment, pointed at this machine's database and ports."""
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "localhost",
+        "CSRF_TRUSTED_ORIGINS": f"https://localhost:{https_port}",
+        **cluster.env(host="host.docker.internal"),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(e2e_root, host_db):
+    """The shipped stack, up and healthy, with nginx in front: shared by the read-only tests."""
+    app = Stack(e2e_root, "sitekit-e2e")
+    nginx = Nginx(e2e_root, app)
+    app.write_env(site_env(host_db, nginx.https_port))
+    build = app.compose("build")
+    print(build.stdout[-2000:], build.stderr[-2000:])
+    try:
+        app.up()
+    except AssertionError:
+        print(app.logs())
+        raise
+    nginx.start()
+    app.nginx = nginx
+    yield app
+    print(app.logs()[-5000:])
+    nginx.stop()
+    app.down()
+
+
+def manage(stack, *args):
+    """python manage.py ... inside the running container (as the container's own user)."""
+    return run(["docker", "exec", stack.container(), "python", "manage.py", *args])

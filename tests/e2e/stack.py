@@ -19,18 +19,23 @@ from tests.pgcluster import free_port
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("PYTHON_IMAGE", "sitekit/python:3.13-trixie")
 SUBNETS = "172.31.0.0/16"  # every stack below takes a /24 from here; pg_hba allows it
-_COPY_IGNORE = shutil.ignore_patterns(
+_NOT_COPIED = {
     ".git",
     ".venv",
     "venv",
     ".env",
     "static",
     "data",
-    "__pycache__",
     ".pytest_cache",
     ".hypothesis",
     ".ruff_cache",
-)
+}
+
+
+def _copy_ignore(directory, names):
+    """What a fresh clone would not have: local state at the top level, caches anywhere."""
+    top = Path(directory) == REPO
+    return [name for name in names if name == "__pycache__" or (top and name in _NOT_COPIED)]
 
 
 def run(argv, *, check=True, timeout=600, **kwargs):
@@ -65,7 +70,7 @@ class Stack:
 
     def __init__(self, root, name, *, subnet_index=68, env=None, image="sitekit-e2e:latest"):
         self.dir = Path(root) / name
-        shutil.copytree(REPO, self.dir, ignore=_COPY_IGNORE)
+        shutil.copytree(REPO, self.dir, ignore=_copy_ignore)
         self.name = name
         self.port = free_port()
         self.subnet = f"172.31.{subnet_index}.0/24"

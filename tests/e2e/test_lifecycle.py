@@ -1,0 +1,159 @@
+"""Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
+
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import site_env
+from tests.e2e.stack import Nginx, Stack, run, wait_for
+
+PREPARED = "collecting static files"
+SKIPPED = "skipping collectstatic and migrate"
+
+
+@pytest.fixture
+def new_database(host_db, request):
+    """An empty database on the host PostgreSQL, so migrations really run."""
+    name = f"life_{request.node.name.lower()[:40]}"
+    host_db.psql(f'CREATE DATABASE "{name}" OWNER "{host_db.user}"', database="postgres")
+    yield name
+    host_db.psql(f'DROP DATABASE "{name}" WITH (FORCE)', database="postgres")
+
+
+@pytest.fixture
+def make_stack(e2e_root, host_db, new_database, stack):
+    """Extra stacks on their own subnets, reusing the session's image; torn down afterwards."""
+    made = []
+
+    def make(name, subnet_index, image=stack.image, **env):
+        app = Stack(e2e_root, name, subnet_index=subnet_index, image=image)
+        app.write_env(site_env(host_db, 443, DB_NAME=new_database, **env))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        if getattr(app, "nginx", None):
+            app.nginx.stop()
+        app.down()
+
+
+def direct(app, path="/healthz"):
+    """A request straight to the container's published port (loopback), bypassing nginx."""
+    result = run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{app.port}{path}"],
+        check=False,
+        timeout=15,
+    )
+    return result.stdout
+
+
+def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
+    app = make_stack("sitekit-life-restart", 70, image="sitekit-life:latest")
+    app.compose("build")
+    app.up()
+    assert PREPARED in app.logs()
+
+    app.compose("restart")
+    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+    assert app.logs().count(SKIPPED) == 1, app.logs()
+    assert direct(app) == "200"
+
+    # A code change makes a new image with a new build id: the next container prepares again.
+    template = app.dir / "templates/base.html"
+    template.write_text(template.read_text() + "\n{# rebuilt #}\n")
+    app.compose("build")
+    app.up()
+    assert app.logs().count(PREPARED) == 1 and SKIPPED not in app.logs(), app.logs()
+    assert direct(app) == "200"
+
+
+def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_db, new_database):
+    first, second = make_stack("sitekit-life-race-a", 71), make_stack("sitekit-life-race-b", 72)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda app: app.up(check=False), (first, second)))
+    logs = first.logs() + second.logs()
+    assert [r.returncode for r in results] == [0, 0], logs
+    assert first.state()["Health"]["Status"] == second.state()["Health"]["Status"] == "healthy"
+    assert "already exists" not in logs
+    sql = "SELECT count(*) FROM (SELECT app, name FROM django_migrations GROUP BY 1, 2 HAVING count(*) > 1) d"
+    assert host_db.psql(sql, database=new_database) == "0"
+    assert int(host_db.psql("SELECT count(*) FROM django_migrations", database=new_database)) > 10
+
+
+def test_stop_lets_an_in_flight_request_finish(make_stack, host_db, new_database):
+    app = make_stack("sitekit-life-stop", 73)
+    app.nginx = Nginx(app.dir.parent, app)
+    app.write_env(site_env(host_db, app.nginx.https_port, DB_NAME=new_database))
+    app.up()
+    app.nginx.start()
+    # A slow request, made slow honestly: the home page's query waits for a table lock held here.
+    locker = subprocess.Popen(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            str(host_db.socket_dir),
+            "-p",
+            str(host_db.port),
+            "-U",
+            host_db.user,
+            "-d",
+            new_database,
+            "-c",
+            "BEGIN; LOCK TABLE app_site; SELECT pg_sleep(5); COMMIT;",
+        ],
+        env={"PGPASSWORD": host_db.password, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    answer = {}
+    request = threading.Thread(target=lambda: answer.update(status=app.nginx.request("/")[0]))
+    request.start()
+    time.sleep(1)
+    started = time.monotonic()
+    app.compose("stop")  # SIGTERM, then SIGKILL after stop_grace_period (30 s)
+    stopped_after = time.monotonic() - started
+    request.join(timeout=30)
+    locker.wait(timeout=30)
+
+    assert answer.get("status") == 200, app.logs()
+    state = app.state()
+    assert state["ExitCode"] == 0 and not state["OOMKilled"], state  # SIGKILL would exit 137
+    assert stopped_after < 30
+
+
+def worker_pids(app):
+    """gunicorn's workers: the children of the container's PID 1, read from the host's /proc."""
+    pid = app.state()["Pid"]
+    children = set()
+    for task in (
+        f"/proc/{pid}/task/{tid}/children" for tid in run(["ls", f"/proc/{pid}/task"]).stdout.split()
+    ):
+        try:
+            children.update(Path(task).read_text().split())
+        except FileNotFoundError:
+            continue
+    return children
+
+
+def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):
+    app = make_stack("sitekit-life-kill", 74, WEB_CONCURRENCY="3")
+    app.up()
+    workers = wait_for(lambda: len(worker_pids(app)) == 3 and worker_pids(app), what="three workers")
+    victim = sorted(workers)[0]
+    run(["kill", "-KILL", victim])
+    answers = [direct(app) for _ in range(20)]
+    replaced = wait_for(
+        lambda: (pids := worker_pids(app)) and len(pids) == 3 and victim not in pids and pids,
+        what="a replacement worker",
+    )
+    assert victim not in replaced
+    assert answers == ["200"] * 20  # the listening socket is the master's: others keep accepting
+    assert direct(app) == "200"
+    assert app.state()["Restarting"] is False and app.inspect("{{.RestartCount}}") == "0"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SiteDirectoryConfig(AppConfig):
+    name = "app"
+    verbose_name = "Site directory"

@@ -1,0 +1,153 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.provisional import urls
+
+from app.models import Site, normalize_url
+
+DUPLICATE = "This site is already listed or waiting for review."
+
+
+def make_site(**fields):
+    return Site(**{"name": "Example", "url": "https://example.com", "description": "An example.", **fields})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com",
+        "javascript:alert(1)",
+        "mailto:someone@example.com",
+        "data:text/html,<script>alert(1)</script>",
+        "example.com",
+        "https://",
+        "https://exa mple.com",
+        "https://example.com/\x01",
+    ],
+)
+def test_only_http_and_https_web_addresses_are_valid(url):
+    with pytest.raises(ValidationError) as error:
+        make_site(url=url).clean_fields()
+    assert error.value.message_dict["url"] == ["Enter a full web address starting with http:// or https://."]
+
+
+def test_web_addresses_are_limited_to_200_characters():
+    make_site(url="https://example.com/" + "a" * 180).clean_fields()
+    with pytest.raises(ValidationError, match="at most 200 characters"):
+        make_site(url="https://example.com/" + "a" * 181).clean_fields()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://example.com", "https://example.com/blog/?page=2", "https://bücher.example"]
+)
+def test_http_and_https_web_addresses_are_valid(url):
+    make_site(url=url).clean_fields()
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        ("HTTPS://Example.COM/", "https://example.com"),
+        ("https://example.com/#top", "https://example.com"),
+        ("  https://example.com  ", "https://example.com"),
+        ("https://Example.com:8443/", "https://example.com:8443"),
+        ("https://example.com/Blog/", "https://example.com/Blog/"),  # paths may be case-sensitive
+        ("https://example.com/?q=Django", "https://example.com?q=Django"),
+        ("https://Me:Secret@Example.com", "https://Me:Secret@example.com"),
+    ],
+)
+def test_normalize_url(url, normalised):
+    assert normalize_url(url) == normalised
+
+
+@given(st.text())
+def test_normalize_url_accepts_any_text(text):
+    assert isinstance(normalize_url(text), str)
+
+
+@given(urls())
+def test_normalize_url_is_idempotent(url):
+    once = normalize_url(url)
+    assert normalize_url(once) == once
+
+
+@pytest.mark.django_db
+def test_urls_are_stored_normalised_even_without_validation():
+    site = Site.objects.create(name="Example", url="HTTPS://Example.COM/", description="An example.")
+    site.refresh_from_db()
+    assert site.url == "https://example.com"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "variant", ["https://example.com", "https://EXAMPLE.com/", "HTTPS://example.com/#about"]
+)
+def test_trivial_variants_of_a_listed_url_are_duplicates(variant):
+    make_site().save()
+    with pytest.raises(ValidationError) as error:
+        make_site(url=variant).full_clean()
+    assert error.value.message_dict["url"] == [DUPLICATE]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_site(url=variant).save()  # the database enforces it too, for writes that skip validation
+
+
+@pytest.mark.django_db
+def test_different_pages_of_one_site_are_not_duplicates():
+    make_site().save()
+    make_site(url="https://example.com/blog").full_clean()
+
+
+@pytest.mark.django_db
+def test_new_sites_wait_for_approval():
+    site = Site.objects.create(name="Example", url="https://example.com", description="An example.")
+    assert (site.approved, site.approved_at) == (False, None)
+
+
+@pytest.mark.django_db
+def test_approve_publishes_the_site_and_records_when():
+    site = Site.objects.create(name="Example", url="https://example.com", description="An example.")
+    before = timezone.now()
+    site.approve()
+    site.refresh_from_db()
+    assert site.approved
+    assert before <= site.approved_at <= timezone.now()
+
+
+@pytest.mark.django_db
+def test_approving_twice_keeps_the_first_approval_time():
+    site = Site.objects.create(name="Example", url="https://example.com", description="An example.")
+    site.approve()
+    first = site.approved_at
+    site.approve()
+    site.refresh_from_db()
+    assert site.approved_at == first
+
+
+@pytest.mark.django_db
+def test_approved_at_follows_the_flag_when_it_is_set_directly():
+    site = Site.objects.create(name="Example", url="https://example.com", description="An example.")
+    site.approved = True  # as the admin's checkbox does
+    site.save()
+    assert site.approved_at is not None
+    site.approved = False
+    site.save()
+    site.refresh_from_db()
+    assert site.approved_at is None
+
+
+@pytest.mark.django_db
+def test_sites_are_ordered_newest_first():
+    sites = [Site.objects.create(name=f"{n}", url=f"https://{n}.example", description="x") for n in range(3)]
+    Site.objects.filter(pk=sites[0].pk).update(created_at=timezone.now() + timedelta(days=1))
+    assert list(Site.objects.all()) == [sites[0], sites[2], sites[1]]
+
+
+def test_str_and_domain():
+    site = make_site(name="Example shop", url="https://user:pw@shop.example.com:8443/en/")
+    assert str(site) == "Example shop"
+    assert site.domain == "shop.example.com"

@@ -1,0 +1,49 @@
+import json
+import logging
+from unittest import mock
+
+import pytest
+from django.db import OperationalError, connection
+
+
+def test_healthz_answers_without_touching_the_database(client, db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"status": "ok"}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_probes_answer_any_host_name(client, db):
+    # Docker's HEALTHCHECK and load balancers use an IP address, not a name in ALLOWED_HOSTS.
+    for path in ("/healthz", "/readyz"):
+        assert client.get(path, HTTP_HOST="172.17.0.1:8000").status_code == 200
+    assert client.get("/", HTTP_HOST="172.17.0.1:8000").status_code == 400  # the site itself does not
+
+
+def test_head_requests_are_answered(client, db):
+    assert client.head("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_readyz_runs_one_query_against_the_database(client, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_with_a_reason_when_the_database_is_unreachable(client, caplog):
+    refused = OperationalError("connection to server failed: Connection refused\n\tIs the server running?")
+    with mock.patch.object(connection, "cursor", side_effect=refused), caplog.at_level(logging.WARNING):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert json.loads(response.content) == {"status": "unavailable", "reason": "database unreachable"}
+    assert response["Cache-Control"] == "no-store"
+    assert (
+        "Connection refused" in caplog.text and "Is the server running" not in caplog.text
+    )  # one line in the log
+    # Liveness is unaffected: a database outage must not get the container restarted.
+    with mock.patch.object(connection, "cursor", side_effect=refused):
+        assert client.get("/healthz").status_code == 200

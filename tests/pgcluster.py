@@ -60,11 +60,11 @@ class Cluster:
         self.log = self.root / "postgres.log"
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
-    def _run(self, *argv, **kwargs):
+    def _run(self, *argv, check=True, **kwargs):
         if self._owner:
             argv = ("runuser", "-u", "postgres", "--", *argv)
         result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{argv[-1]} failed: {result.stderr.strip() or result.stdout.strip()}\n{log}")
         return result
@@ -93,13 +93,16 @@ class Cluster:
         with open(self.data / "pg_hba.conf", "a") as hba:
             for network in self.hba_networks:
                 hba.write(f"host all all {network} scram-sha-256\n")
-        options = (
-            f"-c listen_addresses='{','.join(self.listen)}' -c port={self.port} "
-            f"-c unix_socket_directories='{self.socket_dir}' -c unix_socket_permissions={self.socket_mode} "
-            # Throwaway data: durability buys nothing here and costs seconds per test run.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        # In postgresql.conf, not on the command line, so pg_ctl restarts keep them (fault tests).
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"listen_addresses = '{','.join(self.listen)}'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                f"unix_socket_permissions = {self.socket_mode}\n"
+                # Throwaway data: durability buys nothing here and costs seconds per test run.
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            )
+        self.pg_ctl("start")
         self.psql(f'CREATE DATABASE "{self.name}" OWNER "{self.user}"', database="postgres")
         return self
 
@@ -125,11 +128,10 @@ class Cluster:
         ]
         return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
-    def pg_ctl(self, action, *extra):
-        """stop / start / restart the server (for fault tests); returns when done."""
-        return self._run(
-            _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-m", "fast", action, *extra
-        )
+    def pg_ctl(self, action, check=True):
+        """start / stop / status of the server (fault tests stop and restart it); waits until done."""
+        argv = [_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-m", "fast", action]
+        return self._run(*argv, check=check)
 
     def env(self, host="127.0.0.1"):
         """DB_* variables that point the site at this cluster."""

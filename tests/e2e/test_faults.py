@@ -1,0 +1,155 @@
+"""Faults around the container: the database away at start or under load, a failing migration,
+an unwritable static folder. Each must end in a clear message or a clean recovery."""
+
+import http.client
+import os
+import time
+
+import pytest
+
+from tests.e2e.conftest import site_env
+from tests.e2e.stack import SUBNETS, Stack, docker_gateway, wait_for
+from tests.pgcluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def own_db(docker):
+    """A host PostgreSQL of this module's own, free to be stopped and restarted."""
+    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,)).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def make_stack(e2e_root, own_db, stack, request):
+    made = []
+
+    def make(subnet_index, image=stack.image, **env):
+        name = f"sitekit-fault-{subnet_index}"
+        app = Stack(e2e_root / request.node.name, name, subnet_index=subnet_index, image=image)
+        app.write_env(site_env(own_db, 443, **env))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.down()
+    if own_db.pg_ctl("status", check=False).returncode != 0:
+        own_db.pg_ctl("start")
+
+
+def markers(app):
+    return list(app.static.glob(".prepared-*"))
+
+
+def test_database_down_at_start_then_up_within_the_bound(make_stack, own_db):
+    app = make_stack(75, DB_WAIT_ATTEMPTS="60", DB_WAIT_SECONDS="1")
+    own_db.pg_ctl("stop")
+    app.compose("up", "-d")
+    wait_for(lambda: "attempt 3/60" in app.logs(), what="three logged attempts")
+    own_db.pg_ctl("start")
+    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", timeout=90, what="healthy")
+    attempts = [line for line in app.logs().splitlines() if "is unreachable" in line]
+    assert len(attempts) >= 3 and all("attempt " in line and "/60" in line for line in attempts)
+    assert app.inspect("{{.RestartCount}}") == "0"  # no manual action, no restart needed
+
+
+def test_database_down_past_the_bound_exits_and_the_policy_retries(make_stack, own_db):
+    app = make_stack(76, DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1")
+    own_db.pg_ctl("stop")
+    app.compose("up", "-d")
+    wait_for(lambda: int(app.inspect("{{.RestartCount}}")) >= 1, timeout=60, what="a restart by the policy")
+    logs = app.logs()
+    assert "database still unreachable after 2 attempts; giving up" in logs
+    assert "Traceback" not in logs
+    assert markers(app) == []
+    own_db.pg_ctl("start")
+    wait_for(
+        lambda: app.state()["Health"]["Status"] == "healthy", timeout=120, what="healthy once the db is back"
+    )
+
+
+def get(app, path):
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": "localhost", "X-Forwarded-Proto": "https"})
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return type(exc).__name__, ""
+    finally:
+        conn.close()
+
+
+def test_database_restart_under_load_fails_cleanly_and_recovers(make_stack, own_db):
+    app = make_stack(77)
+    app.up()
+    started_at = app.state()["StartedAt"]
+    seen = {"before": [], "outage": [], "after": []}
+
+    def load(phase, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for path in ("/", "/readyz"):
+                seen[phase].append((path, *get(app, path)))
+            time.sleep(0.05)
+
+    load("before", 2)
+    own_db.pg_ctl("stop")
+    load("outage", 3)
+    own_db.pg_ctl("start")
+    load("after", 3)
+
+    assert {status for _, status, _ in seen["before"]} == {200}
+    outage = {(path, status) for path, status, _ in seen["outage"]}
+    assert ("/readyz", 503) in outage and ("/", 500) in outage
+    assert outage <= {("/", 500), ("/readyz", 503)}, outage  # every failure is an HTTP answer
+    assert all("Traceback" not in body for _, _, body in seen["outage"])
+    assert any('"database unreachable"' in body for path, _, body in seen["outage"] if path == "/readyz")
+    assert {status for _, status, _ in seen["after"][-20:]} == {200}  # recovered by itself
+    assert app.state()["StartedAt"] == started_at and app.inspect("{{.RestartCount}}") == "0"
+
+
+BROKEN_MIGRATION = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("app", "{latest}")]
+    operations = [
+        migrations.AddField("site", "half_done", models.TextField(default="")),
+        migrations.RunSQL("SELECT 1 / 0"),  # fails after the schema change above
+    ]
+"""
+
+
+def test_a_failing_migration_changes_nothing_and_nothing_is_served(make_stack, own_db):
+    own_db.psql('CREATE DATABASE "broken" OWNER sitekit', database="postgres")
+    app = make_stack(78, image="sitekit-fault-broken:latest", DB_NAME="broken")
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    (app.dir / "app/migrations/0999_broken.py").write_text(BROKEN_MIGRATION.format(latest=latest))
+    app.compose("build")
+    app.compose("up", "-d")
+    wait_for(lambda: int(app.inspect("{{.RestartCount}}")) >= 1, timeout=90, what="the failed start")
+    logs = app.logs()
+    assert "division by zero" in logs
+    columns = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'half_done'"
+    assert own_db.psql(columns, database="broken") == "0"  # transactional DDL: rolled back whole
+    applied = "SELECT count(*) FROM django_migrations WHERE name = '0999_broken'"
+    assert own_db.psql(applied, database="broken") == "0"
+    assert markers(app) == []
+    assert "Listening at" not in logs  # gunicorn never started on the half-migrated schema
+
+
+@pytest.mark.parametrize("problem", ["missing", "root-owned"])
+def test_unwritable_static_folder_gets_one_line_with_the_fix(make_stack, problem):
+    app = make_stack(79)
+    if problem == "missing":
+        app.static.rmdir()  # Docker then creates the bind-mount source itself, as root
+    else:
+        os.chown(app.static, 0, 0)
+    app.compose("up", "-d")
+    wait_for(lambda: "not writable" in app.logs(), timeout=60, what="the static folder error")
+    errors = [line for line in app.logs().splitlines() if "error:" in line]
+    assert errors and all("sudo chown 33:33 ./static" in line for line in errors), errors
+    assert "Traceback" not in app.logs()

@@ -1,5 +1,5 @@
 # Everyday commands. `make up` brings the site up; `make test` runs every test.
-.PHONY: up down logs shell manage lock test lint bench
+.PHONY: up down logs shell manage lock test lint bench dev
 
 COMPOSE ?= docker compose
 PYTHON ?= python3
@@ -36,6 +36,10 @@ manage:  ## make manage ARGS="createsuperuser"
 lock:  ## compile requirements*.txt inside the base image: no local pip-tools needed
 	docker run --rm -v "$(CURDIR):/src" -w /src -e HOST_UID=$$(id -u) -e HOST_GID=$$(id -g) \
 		$(PYTHON_IMAGE) sh docker/pip-compile.sh
+
+dev: $(VENV)/.installed  ## the site on this machine: runserver, SQLite in ./data, DEBUG on, no configuration
+	DEBUG=true $(VENV)/bin/python manage.py migrate
+	$(VENV)/bin/python manage.py runserver
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -20,7 +20,9 @@ fi
 # 1. Wait for the database, a bounded number of times: on boot the host's PostgreSQL may still be
 #    starting. Exit status 2 from check_database means retrying cannot help (e.g. a wrong password).
 attempts=${DB_WAIT_ATTEMPTS:-30}
+pause=${DB_WAIT_SECONDS:-2}
 case "$attempts" in ''|*[!0-9]*) fail "DB_WAIT_ATTEMPTS must be a whole number, not '$attempts'" ;; esac
+case "$pause" in ''|*[!0-9]*) fail "DB_WAIT_SECONDS must be a whole number, not '$pause'" ;; esac
 attempt=1
 while :; do
   status=0
@@ -29,7 +31,7 @@ while :; do
   [ "$status" -eq 1 ] || exit "$status"
   [ "$attempt" -lt "$attempts" ] || fail "database still unreachable after $attempts attempts; giving up (the restart policy will try again)"
   attempt=$((attempt + 1))
-  sleep "${DB_WAIT_SECONDS:-2}"
+  sleep "$pause"
 done
 
 # 2. collectstatic and migrate, once per build of the image and database.

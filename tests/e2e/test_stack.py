@@ -49,3 +49,12 @@ def test_server_process_runs_as_uid_33(stack):
         uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
     assert uids == ["33", "33", "33", "33"]
     assert Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1].endswith("gunicorn")
+
+
+def test_the_entrypoint_passes_other_commands_through(stack, host_db):
+    stack.compose(
+        "run", "--rm", "-e", "DJANGO_SUPERUSER_PASSWORD=a-long-test-password",
+        "app", "python", "manage.py", "createsuperuser", "--noinput", "--username", "moderator",
+        "--email", "moderator@example.com",
+    )  # fmt: skip
+    assert host_db.psql("SELECT is_superuser FROM auth_user WHERE username = 'moderator'") == "t"

@@ -19,7 +19,8 @@ def main():
     try:
         settings.INSTALLED_APPS  # load settings now, so a bad variable is reported here  # noqa: B018
     except ConfigError as exc:
-        sys.exit(f"configuration error: {exc}")
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)  # 2, "misconfigured": the entrypoint retries only 1, "database unreachable"
     execute_from_command_line(sys.argv)
 
 

@@ -162,6 +162,8 @@ LOGGING = {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    # Requests for other host names (scanners probing by IP) still get 400, without a traceback each.
+    "loggers": {"django.security.DisallowedHost": {"handlers": [], "propagate": False}},
 }
 
 # --- The site ---------------------------------------------------------------------------------

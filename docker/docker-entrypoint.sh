@@ -11,6 +11,11 @@ fi
 log() { echo "entrypoint: $*" >&2; }
 fail() { log "error: $*"; exit 1; }
 
+# gunicorn parses WEB_CONCURRENCY itself on import, before its config file could report a bad value.
+case "${WEB_CONCURRENCY:-3}" in
+  ''|*[!0-9]*) fail "WEB_CONCURRENCY must be a whole number, not '${WEB_CONCURRENCY:-}'" ;;
+esac
+
 static_root=${STATIC_ROOT:-/app/static}
 # Docker creates a missing bind-mount source as root:root, which this unprivileged user cannot write.
 if ! [ -d "$static_root" ] || ! [ -w "$static_root" ]; then

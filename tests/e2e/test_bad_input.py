@@ -9,7 +9,6 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,22 +59,12 @@ def test_an_unresolvable_database_host_is_named_and_given_up_on(stack, tmp_path)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="manage.py exits 1 on a configuration error, which the entrypoint takes for 'database "
-    "unreachable': it retries DB_WAIT_ATTEMPTS times, then blames the database",
-)
 def test_a_missing_secret_key_stops_the_container_with_one_line(stack, tmp_path):
     status, output = start_container(stack, tmp_path, SECRET_KEY=None)
     assert status != 0
     assert output == "configuration error: SECRET_KEY is required but not set"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gunicorn parses WEB_CONCURRENCY itself when it is imported, before docker/gunicorn.conf.py "
-    "can check it, and dies with a ValueError traceback",
-)
 def test_a_non_numeric_web_concurrency_stops_the_container_with_a_line_naming_it(stack, tmp_path):
     status, output = start_container(stack, tmp_path, WEB_CONCURRENCY="three")
     assert status != 0

@@ -1,13 +1,14 @@
 """Fixtures for the end-to-end tests: a Docker engine, a host PostgreSQL the containers can reach,
 the image built once, and the stack (compose + the host nginx site) up for the session."""
 
+import functools
 import secrets
 import shutil
 import subprocess
 
 import pytest
 
-from tests.e2e.stack import SUBNETS, Nginx, Stack, docker_gateway, run, workdir
+from tests.e2e.stack import BASE_IMAGE, SUBNETS, Nginx, Stack, docker_gateway, run, workdir
 from tests.pgcluster import Cluster
 
 
@@ -54,20 +55,32 @@ def site_env(cluster, https_port, **extra):
     }
 
 
+def announce(config, line):
+    """Print a line to the test log as it happens, past pytest's output capture."""
+    plugins = config.pluginmanager
+    with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+        plugins.get_plugin("terminalreporter").write_line(line)
+
+
 @pytest.fixture(scope="session")
-def stack(e2e_root, host_db):
+def stack(e2e_root, host_db, request):
     """The shipped stack, up and healthy, with nginx in front: shared by the read-only tests."""
+    say = functools.partial(announce, request.config)
     app = Stack(e2e_root, "sitekit-e2e")
     nginx = Nginx(e2e_root, app)
     app.write_env(site_env(host_db, nginx.https_port))
-    build = app.compose("build")
-    print(build.stdout[-2000:], build.stderr[-2000:])
+    app.compose("build")
+    size = run(["docker", "image", "inspect", "-f", "{{.Size}}", app.image]).stdout.strip()
+    say(f"e2e: built {app.image} ({int(size) // 2**20} MB) from the Dockerfile on {BASE_IMAGE}")
     try:
         app.up()
     except AssertionError:
         print(app.logs())
         raise
     nginx.start()
+    say(
+        f"e2e: stack up and healthy on 127.0.0.1:{app.port}; host nginx on https://127.0.0.1:{nginx.https_port}"
+    )
     app.nginx = nginx
     yield app
     print(app.logs()[-5000:])

@@ -22,11 +22,12 @@ fi
 tarball=$(mktemp)
 trap 'rm -f "$tarball"' EXIT
 
-# minbase: dpkg, apt and essentials only. libpython3-dev gives the headers psycopg2 compiles
-# against, as the official python images carry them. ($1 in a hook is mmdebstrap's, not ours.)
+# minbase: dpkg, apt and essentials only. Python's headers are not included: the Dockerfile's
+# build stage installs them (docker/os-packages.sh), so they stay out of the final image.
+# ($1 in a hook is mmdebstrap's, not this script's.)
 # shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase --format=tar \
-  --include=python3,python3-venv,python-is-python3,libpython3-dev,ca-certificates \
+  --include=python3,python3-venv,python-is-python3,ca-certificates \
   --customize-hook="upload $host_ca /etc/ssl/certs/host-ca-bundle.crt" \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
   "$suite" "$tarball"

@@ -16,8 +16,14 @@ if command -v apk >/dev/null 2>&1; then
   # shellcheck disable=SC2086  # the package list is meant to split into words
   apk add --no-cache $apk_packages
 else
+  # Debian's own Python (the offline base image) ships its headers separately; python:*-slim has them.
+  if [ "$1" = build ] && dpkg-query -W -f='${Status}' python3 2>/dev/null | grep -q installed; then
+    apt_packages="$apt_packages libpython3-dev"
+  fi
   apt-get update
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $apt_packages
-  rm -rf /var/lib/apt/lists/*  # the package index is 20+ MB the image never needs again
+  # The package index, downloaded .debs and apt's caches: tens of MB the image never needs again.
+  apt-get clean
+  rm -rf /var/lib/apt/lists/*
 fi

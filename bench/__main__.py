@@ -1,0 +1,114 @@
+"""`make bench`: measures the real stack and prints one Markdown table (latest: bench/RESULTS.md).
+
+The end-to-end harness brings the stack up: the project's compose file in a copy of the repository,
+its nginx site on free loopback ports, a throwaway host PostgreSQL. All load is wrk against
+127.0.0.1, bounded in time. Measurements, not tests: no number fails anything. Everything started
+here is torn down whatever happens.
+"""
+
+import re
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench import images, setups
+from bench.load import CONCURRENCY, first_200
+from bench.report import Table, busy, machine, render
+from bench.web import costs, home_page, static
+from tests.e2e.conftest import manage, site_env
+from tests.e2e.stack import BASE_IMAGE, REPO, SUBNETS, Nginx, Stack, docker_gateway, run
+from tests.pgcluster import Cluster
+
+SEED = """
+from app.models import Site
+for i in range(30):
+    Site.objects.create(
+        name=f"Bench site {i}", url=f"https://bench-{i}.example.org",
+        description="A listing for the benchmark, about as long as a real one. " * 3,
+    ).approve()
+"""
+
+
+def start(table, stack, nginx):
+    """Seconds to the first 200 through nginx: the first start (empty database and static folder:
+    collectstatic and migrate run), polled while `up --wait` runs, then a restart (marker present).
+    Returns both and a description of them for the target."""
+    since = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        up = pool.submit(stack.up)
+        first = first_200(nginx, since=since)
+        up.result()
+    waited = time.monotonic() - since
+    table.add("Start to first 200 via nginx", "first start (collectstatic + migrate)", f"{first:.1f} s")
+    manage(stack, "shell", "-c", SEED)
+    since = time.monotonic()
+    stack.compose("stop")  # stop + start: what `docker compose restart` does, timed in two parts
+    stopped = time.monotonic() - since
+    stack.compose("start")
+    again = first_200(nginx, since=since)
+    table.add("Start to first 200 via nginx", "restart", f"{again:.1f} s, of which stop {stopped:.1f} s")
+    since = time.monotonic()
+    manage(stack, "check_database", "--attempt", "1/1")
+    booted = time.monotonic() - since
+    table.add("The entrypoint's database check (a Django boot)", "`docker exec`", f"{booted:.1f} s")
+    return first, again, f"{again:.1f} s vs {first:.1f} s (`up --wait` returned after {waited:.1f} s)"
+
+
+def measure(table, stack, nginx):
+    image = images.measure(stack)
+    table.add("Image build, cold (`--no-cache`)", "Debian offline base", f"{image.cold_s:.0f} s")
+    table.add("Image build after a code-only change", "Debian offline base", f"{image.rebuild_s:.1f} s")
+    table.add("Image size", "shipped (two stages)", f"{image.final_mb:.0f} MB")
+    table.add(
+        "Image size", "single stage (the same Dockerfile, stages merged)", f"{image.single_stage_mb:.0f} MB"
+    )
+    for setup in setups.IMAGES.values():
+        setups.build(stack, setup)
+    nginx.start()
+    first, again, start_detail = start(table, stack, nginx)
+    costs(table, stack)
+    home = home_page(table, stack, nginx)
+    peak = home[setups.SHIPPED, max(CONCURRENCY)].peak_mib
+    table.add(f"Memory under load, c={max(CONCURRENCY)}", setups.SHIPPED.label, f"{peak:.0f} MiB (peak)")
+    css = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', nginx.request("/")[2]).group(1)
+    static(table, stack, nginx, css)
+    detail = f"{image.rebuild_s:.1f} s vs {image.cold_s:.0f} s"
+    table.target("code-only rebuild ≤ 0.1× cold build", detail, image.rebuild_s / image.cold_s, "≤", 0.1)
+    table.target("restart ≤ 0.5× first start", start_detail, again / first, "≤", 0.5)
+    detail = f"{image.final_mb:.0f} vs {image.single_stage_mb:.0f} MB"
+    table.target("final image ≤ 0.4× single stage", detail, image.final_mb / image.single_stage_mb, "≤", 0.4)
+
+
+def main():
+    began = time.monotonic()
+    run(["sh", "docker/build-offline-base.sh", BASE_IMAGE], cwd=REPO, timeout=1800)  # no-op if present
+    info, table = machine(), Table()
+    info["before the run"] = busy()
+    root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))
+    root.chmod(0o755)  # nginx's workers traverse it to the static folder
+    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,))
+    stack = nginx = None
+    try:
+        cluster.start()
+        stack = Stack(root, "sitekit-bench", subnet_index=90, image=setups.IMAGE)
+        nginx = Nginx(root, stack)
+        stack.write_env(site_env(cluster, nginx.https_port))
+        measure(table, stack, nginx)
+        info["after the run (load includes its own)"] = busy()
+    finally:
+        if nginx:
+            nginx.stop()
+        if stack:
+            stack.down()
+        cluster.stop()
+        tags = [setups.IMAGE, images.SINGLE_STAGE, *setups.IMAGES]
+        run(["docker", "image", "rm", "-f", *tags], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+    info["bench took"] = f"{(time.monotonic() - began) / 60:.1f} min"
+    print(render(info, table))
+
+
+if __name__ == "__main__":
+    main()

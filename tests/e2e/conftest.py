@@ -20,12 +20,23 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def docker():
-    """Skips (fails under CI=true) when there is no Docker engine or Compose v2 to drive."""
+    """Skips (fails under CI=true) when there is no Docker engine or Compose v2 to drive.
+    Afterwards, removes the images the tests built (tagged sitekit-*, and those they untagged);
+    the build cache stays, so the next run rebuilds in seconds."""
     for argv in (["docker", "info"], ["docker", "compose", "version"], ["nginx", "-v"]):
         if not shutil.which(argv[0]) or subprocess.run(argv, capture_output=True).returncode != 0:
             pytest.skip(
                 f"`{' '.join(argv)}` failed: run .ci/provision to install the Docker engine and nginx"
             )
+    yield
+    ours = "label=org.opencontainers.image.title=sitekit"
+    listed = run(
+        ["docker", "images", "--filter", ours, "--format", "{{.Repository}}:{{.Tag}}"]
+    ).stdout.split()
+    built_here = [image for image in listed if image.startswith("sitekit-")]
+    if built_here:
+        run(["docker", "image", "rm", "--force", *built_here], check=False)
+    run(["docker", "image", "prune", "--force", "--filter", ours], check=False)
 
 
 @pytest.fixture(scope="session")

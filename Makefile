@@ -15,7 +15,9 @@ up: .env static  ## build the image and start the site, waiting until it is heal
 	@sed "s|^SECRET_KEY=.*|SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')|" \
 		.env.example > .env
 	@chmod 600 .env
-	@echo "Created .env with a new SECRET_KEY: review ALLOWED_HOSTS and DB_* in it."
+	@echo "Created .env with a new SECRET_KEY. Set ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and DB_* in it,"
+	@echo "then run 'make up' again."
+	@false
 
 static:  ## the static bind mount, owned by the container's user (33:33, www-data) before Docker makes it root's
 	mkdir -p static

@@ -99,6 +99,25 @@ def stack(e2e_root, host_db, request):
     app.down()
 
 
+@pytest.fixture
+def extra_stacks(e2e_root, stack):
+    """Stacks beyond the session's, each on its own subnet, on the session's image unless told
+    otherwise; all torn down (with any nginx in front of them) after the test."""
+    made = []
+
+    def make(name, subnet_index, cluster, *, image=stack.image, root=e2e_root, **env):
+        app = Stack(root, name, subnet_index=subnet_index, image=image)
+        app.write_env(site_env(cluster, 443, **env))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        if getattr(app, "nginx", None):
+            app.nginx.stop()
+        app.down()
+
+
 def manage(stack, *args):
     """python manage.py ... inside the running container (as the container's own user)."""
     return run(["docker", "exec", stack.container(), "python", "manage.py", *args])

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import site_env
-from tests.e2e.stack import SUBNETS, Stack, docker_gateway, wait_for
+from tests.e2e.stack import SUBNETS, docker_gateway, wait_for
 from tests.pgcluster import Cluster
 
 
@@ -21,19 +20,14 @@ def own_db(docker):
 
 
 @pytest.fixture
-def make_stack(e2e_root, own_db, stack, request):
-    made = []
+def make_stack(extra_stacks, own_db, e2e_root, request):
+    """Extra stacks against this module's PostgreSQL, which is running again after each test."""
 
-    def make(subnet_index, image=stack.image, **env):
-        name = f"sitekit-fault-{subnet_index}"
-        app = Stack(e2e_root / request.node.name, name, subnet_index=subnet_index, image=image)
-        app.write_env(site_env(own_db, 443, **env))
-        made.append(app)
-        return app
+    def make(subnet_index, **options):
+        root = e2e_root / request.node.name
+        return extra_stacks(f"sitekit-fault-{subnet_index}", subnet_index, own_db, root=root, **options)
 
     yield make
-    for app in made:
-        app.down()
     if own_db.pg_ctl("status", check=False).returncode != 0:
         own_db.pg_ctl("start")
 

@@ -1,6 +1,7 @@
 """Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
 
 import contextlib
+import functools
 import subprocess
 import threading
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import site_env
-from tests.e2e.stack import Nginx, Stack, run, wait_for
+from tests.e2e.stack import Nginx, run, wait_for
 
 PREPARED = "collecting static files"
 SKIPPED = "skipping collectstatic and migrate"
@@ -26,21 +27,9 @@ def new_database(host_db, request):
 
 
 @pytest.fixture
-def make_stack(e2e_root, host_db, new_database, stack):
-    """Extra stacks on their own subnets, reusing the session's image; torn down afterwards."""
-    made = []
-
-    def make(name, subnet_index, image=stack.image, **env):
-        app = Stack(e2e_root, name, subnet_index=subnet_index, image=image)
-        app.write_env(site_env(host_db, 443, DB_NAME=new_database, **env))
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        if getattr(app, "nginx", None):
-            app.nginx.stop()
-        app.down()
+def make_stack(extra_stacks, host_db, new_database):
+    """Extra stacks against the shared host PostgreSQL, on a database of the test's own."""
+    return functools.partial(extra_stacks, cluster=host_db, DB_NAME=new_database)
 
 
 def direct(app, path="/healthz"):

@@ -17,9 +17,7 @@ from bench import images, setups
 from bench.load import CONCURRENCY, first_200
 from bench.report import Table, busy, machine, render
 from bench.web import costs, home_page, static
-from tests.e2e.conftest import manage, site_env
-from tests.e2e.stack import BASE_IMAGE, REPO, SUBNETS, Nginx, Stack, docker_gateway, run
-from tests.pgcluster import Cluster
+from tests.harness import BASE_IMAGE, REPO, Nginx, Stack, cleanup, host_database, run, site_env
 
 SEED = """
 from app.models import Site
@@ -42,7 +40,7 @@ def start(table, stack, nginx):
         up.result()
     waited = time.monotonic() - since
     table.add("Start to first 200 via nginx", "first start (collectstatic + migrate)", f"{first:.1f} s")
-    manage(stack, "shell", "-c", SEED)
+    stack.manage("shell", "-c", SEED)
     since = time.monotonic()
     stack.compose("stop")  # stop + start: what `docker compose restart` does, timed in two parts
     stopped = time.monotonic() - since
@@ -50,7 +48,7 @@ def start(table, stack, nginx):
     again = first_200(nginx, since=since)
     table.add("Start to first 200 via nginx", "restart", f"{again:.1f} s, of which stop {stopped:.1f} s")
     since = time.monotonic()
-    manage(stack, "check_database", "--attempt", "1/1")
+    stack.manage("check_database", "--attempt", "1/1")
     booted = time.monotonic() - since
     table.add("The entrypoint's database check (a Django boot)", "`docker exec`", f"{booted:.1f} s")
     return first, again, f"{again:.1f} s vs {first:.1f} s (`up --wait` returned after {waited:.1f} s)"
@@ -88,11 +86,10 @@ def main():
     info["before the run"] = busy()
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))
     root.chmod(0o755)  # nginx's workers traverse it to the static folder
-    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,))
+    cluster = host_database()
     stack = nginx = None
     try:
-        cluster.start()
-        stack = Stack(root, "sitekit-bench", subnet_index=90, image=setups.IMAGE)
+        stack = Stack(root, "sitekit-bench", image=setups.IMAGE)
         nginx = Nginx(root, stack)
         stack.write_env(site_env(cluster, nginx.https_port))
         measure(table, stack, nginx)
@@ -103,8 +100,7 @@ def main():
         if stack:
             stack.down()
         cluster.stop()
-        tags = [setups.IMAGE, images.SINGLE_STAGE, *setups.IMAGES]
-        run(["docker", "image", "rm", "-f", *tags], check=False)
+        cleanup()  # every image this run built
         shutil.rmtree(root, ignore_errors=True)
     info["bench took"] = f"{(time.monotonic() - began) / 60:.1f} min"
     print(render(info, table))

@@ -5,9 +5,9 @@ import time
 from dataclasses import dataclass
 
 from bench.setups import IMAGE, docker_build
-from tests.e2e.stack import run
+from tests.harness import run, tag
 
-SINGLE_STAGE = "sitekit-bench-single-stage:latest"
+SINGLE_STAGE = tag("sitekit-bench-single-stage")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.stack import run
+from tests.harness import run
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 SECONDS = 8  # per wrk run: enough for a stable rate; the runs must fit the 15-minute budget

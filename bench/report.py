@@ -6,7 +6,7 @@ import operator
 import os
 import platform
 
-from tests.e2e.stack import BASE_IMAGE, run
+from tests.harness import BASE_IMAGE, SESSION, run
 
 
 def machine():
@@ -29,7 +29,7 @@ def machine():
 
 def busy():
     """Load average (1 min) and containers running that are not ours: other test runs, say."""
-    ours = "label=com.docker.compose.project=sitekit-bench"
+    ours = f"label=com.docker.compose.project=sitekit-bench-{SESSION}"
     mine = set(run(["docker", "ps", "-q", "--filter", ours]).stdout.split())
     others = set(run(["docker", "ps", "-q"]).stdout.split()) - mine
     return f"load {os.getloadavg()[0]:.2f}, {len(others)} other containers"

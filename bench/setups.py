@@ -9,9 +9,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.e2e.stack import BASE_IMAGE, run, wait_for
+from tests.harness import BASE_IMAGE, record_build, run, tag, wait_for
 
-IMAGE = "sitekit-bench:latest"  # the shipped code; patched images are sitekit-bench-<name>:latest
+IMAGE = tag("sitekit-bench")  # the shipped code; patched images are tag("sitekit-bench-<name>")
 GUNICORN = ("gunicorn", "--config", "docker/gunicorn.conf.py")  # the CMD; flags after it win
 GTHREAD = ("--worker-class", "gthread", "--threads", "4", "app.wsgi:application")
 
@@ -25,7 +25,7 @@ class Setup:
 
     @property
     def image(self):
-        return f"sitekit-bench-{self.name}:latest" if self.patch else IMAGE
+        return tag(f"sitekit-bench-{self.name}") if self.patch else IMAGE
 
 
 def replace(path, old, new):
@@ -138,6 +138,7 @@ def docker_build(context, tag, dockerfile="Dockerfile"):
     """With BuildKit, as compose builds: the layers the compose build cached are reused."""
     args = ["-q", "-f", context / dockerfile, "-t", tag, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}"]
     run(["docker", "build", *args, context], env={**os.environ, "DOCKER_BUILDKIT": "1"}, timeout=900)
+    record_build(tag)
 
 
 def build(stack, setup):

@@ -6,7 +6,6 @@ from collections import defaultdict
 
 from bench import setups
 from bench.load import CONCURRENCY, memory_mib, wrk
-from tests.e2e.conftest import manage
 
 HOST = "Host: localhost"  # the bench's ALLOWED_HOSTS (site_env)
 # Each setup is measured this many times, every other round in reverse order, and its best run is
@@ -38,7 +37,7 @@ def costs(table, stack):
     """Where a home page request's time goes, timed in the container, one request at a time: a new
     PostgreSQL connection (TCP, SCRAM authentication, a server process forked for it), which every
     request makes with CONN_MAX_AGE = 0, against Django rendering the page on an open connection."""
-    last_line = manage(stack, "shell", "-c", PROFILE).stdout.splitlines()[-1]  # after shell's own notes
+    last_line = stack.manage("shell", "-c", PROFILE).stdout.splitlines()[-1]  # after shell's own notes
     connect, render = map(float, last_line.split())
     table.add(
         "PostgreSQL connect + close, in the container", "psycopg2, as every request does", f"{connect:.1f} ms"

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from tests.pgcluster import Cluster, reachable
+from tests.harness.pg import Cluster, reachable
 
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _cluster = None

@@ -1,15 +1,14 @@
 """Fixtures for the end-to-end tests: a Docker engine, a host PostgreSQL the containers can reach,
-the image built once, and the stack (compose + the host nginx site) up for the session."""
+the image built once, and the stack (compose + the host nginx site) up for the session. The
+machinery is tests/harness/; this file only decides lifetimes."""
 
 import functools
-import secrets
 import shutil
 import subprocess
 
 import pytest
 
-from tests.e2e.stack import BASE_IMAGE, SUBNETS, Nginx, Stack, docker_gateway, run, workdir
-from tests.pgcluster import Cluster
+from tests.harness import BASE_IMAGE, Nginx, Stack, cleanup, host_database, run, site_env, workdir
 
 
 def pytest_collection_modifyitems(items):
@@ -21,22 +20,14 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def docker():
     """Skips (fails under CI=true) when there is no Docker engine or Compose v2 to drive.
-    Afterwards, removes the images the tests built (tagged sitekit-*, and those they untagged);
-    the build cache stays, so the next run rebuilds in seconds."""
+    Afterwards, removes the images this session built (other sessions' stay)."""
     for argv in (["docker", "info"], ["docker", "compose", "version"], ["nginx", "-v"]):
         if not shutil.which(argv[0]) or subprocess.run(argv, capture_output=True).returncode != 0:
             pytest.skip(
                 f"`{' '.join(argv)}` failed: run .ci/provision to install the Docker engine and nginx"
             )
     yield
-    ours = "label=org.opencontainers.image.title=sitekit"
-    listed = run(
-        ["docker", "images", "--filter", ours, "--format", "{{.Repository}}:{{.Tag}}"]
-    ).stdout.split()
-    built_here = [image for image in listed if image.startswith("sitekit-")]
-    if built_here:
-        run(["docker", "image", "rm", "--force", *built_here], check=False)
-    run(["docker", "image", "prune", "--force", "--filter", ours], check=False)
+    cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -48,22 +39,10 @@ def e2e_root(docker):
 
 @pytest.fixture(scope="session")
 def host_db(docker):
-    """PostgreSQL on the host as on a VPS: listening on the docker0 address (where
-    host.docker.internal points), with pg_hba allowing the compose subnets."""
-    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,)).start()
+    """PostgreSQL on the host as on a VPS, shared by the session (tests/harness/stack.py)."""
+    cluster = host_database()
     yield cluster
     cluster.stop()
-
-
-def site_env(cluster, https_port, **extra):
-    """The production example environment, pointed at this machine's database and ports."""
-    return {
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "localhost",
-        "CSRF_TRUSTED_ORIGINS": f"https://localhost:{https_port}",
-        **cluster.env(host="host.docker.internal"),
-        **extra,
-    }
 
 
 def announce(config, line):
@@ -90,7 +69,8 @@ def stack(e2e_root, host_db, request):
         raise
     nginx.start()
     say(
-        f"e2e: stack up and healthy on 127.0.0.1:{app.port}; host nginx on https://127.0.0.1:{nginx.https_port}"
+        f"e2e: stack {app.name} up and healthy on 127.0.0.1:{app.port} ({app.subnet}); "
+        f"host nginx on https://127.0.0.1:{nginx.https_port}"
     )
     app.nginx = nginx
     yield app
@@ -101,12 +81,13 @@ def stack(e2e_root, host_db, request):
 
 @pytest.fixture
 def extra_stacks(e2e_root, stack):
-    """Stacks beyond the session's, each on its own subnet, on the session's image unless told
-    otherwise; all torn down (with any nginx in front of them) after the test."""
+    """make(name, cluster, *, own_image=False, root=e2e_root, **env): stacks beyond the session's,
+    each with a subnet of its own, on the session's image unless own_image; all torn down (with any
+    nginx in front of them) after the test."""
     made = []
 
-    def make(name, subnet_index, cluster, *, image=stack.image, root=e2e_root, **env):
-        app = Stack(root, name, subnet_index=subnet_index, image=image)
+    def make(name, cluster, *, own_image=False, root=e2e_root, **env):
+        app = Stack(root, name, image=stack.image, own_image=own_image)
         app.write_env(site_env(cluster, 443, **env))
         made.append(app)
         return app
@@ -116,8 +97,3 @@ def extra_stacks(e2e_root, stack):
         if getattr(app, "nginx", None):
             app.nginx.stop()
         app.down()
-
-
-def manage(stack, *args):
-    """python manage.py ... inside the running container (as the container's own user)."""
-    return run(["docker", "exec", stack.container(), "python", "manage.py", *args])

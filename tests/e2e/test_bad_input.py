@@ -12,9 +12,8 @@ from urllib.parse import quote, urlencode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import manage
-from tests.e2e.stack import run, wait_for
 from tests.e2e.test_https import Browser, log_in, superuser
+from tests.harness import run, wait_for
 
 # --- The container, started with a broken .env ------------------------------------------------
 
@@ -243,7 +242,7 @@ def test_fuzzed_submissions_never_fail_and_render_afterwards(stack):
     headers = browser.form_headers("/submit/")
     shell = "from app.models import Site; from django.utils import timezone; "
     last_id = "print(max(Site.objects.values_list('id', flat=True), default=0))"
-    first_id = int(manage(stack, "shell", "-v", "0", "-c", shell + last_id).stdout)
+    first_id = int(stack.manage("shell", "-v", "0", "-c", shell + last_id).stdout)
 
     def post(body):
         status, _, _ = stack.nginx.request(
@@ -270,7 +269,7 @@ def test_fuzzed_submissions_never_fail_and_render_afterwards(stack):
         # Publish every fuzzed row: each page that shows them, on the site and in the admin, still renders.
         approve = f"Site.objects.filter(id__gt={first_id}).update(approved=True, approved_at=timezone.now())"
         counts = "print(Site.objects.filter(approved=True).count(), Site.objects.count())"
-        published = manage(stack, "shell", "-v", "0", "-c", f"{shell}{approve}; {counts}")
+        published = stack.manage("shell", "-v", "0", "-c", f"{shell}{approve}; {counts}")
         approved, total = map(int, published.stdout.split())
         for page in range(1, math.ceil(approved / 12) + 1):  # SITES_PER_PAGE
             assert stack.nginx.request(f"/?page={page}")[0] == 200, page
@@ -279,4 +278,4 @@ def test_fuzzed_submissions_never_fail_and_render_afterwards(stack):
             for page in range(1, math.ceil(total / 100) + 1):  # the admin's list_per_page
                 assert browser.request(f"/admin/app/site/?p={page}")[0] == 200, page
     finally:
-        manage(stack, "shell", "-c", shell + f"Site.objects.filter(id__gt={first_id}).delete()")
+        stack.manage("shell", "-c", shell + f"Site.objects.filter(id__gt={first_id}).delete()")

@@ -7,14 +7,13 @@ import time
 
 import pytest
 
-from tests.e2e.stack import SUBNETS, docker_gateway, wait_for
-from tests.pgcluster import Cluster
+from tests.harness import host_database, wait_for
 
 
 @pytest.fixture(scope="module")
 def own_db(docker):
     """A host PostgreSQL of this module's own, free to be stopped and restarted."""
-    cluster = Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(SUBNETS,)).start()
+    cluster = host_database()
     yield cluster
     cluster.stop()
 
@@ -23,9 +22,9 @@ def own_db(docker):
 def make_stack(extra_stacks, own_db, e2e_root, request):
     """Extra stacks against this module's PostgreSQL, which is running again after each test."""
 
-    def make(subnet_index, **options):
+    def make(**options):
         root = e2e_root / request.node.name
-        return extra_stacks(f"sitekit-fault-{subnet_index}", subnet_index, own_db, root=root, **options)
+        return extra_stacks("sitekit-fault", own_db, root=root, **options)
 
     yield make
     if own_db.pg_ctl("status", check=False).returncode != 0:
@@ -37,7 +36,7 @@ def markers(app):
 
 
 def test_database_down_at_start_then_up_within_the_bound(make_stack, own_db):
-    app = make_stack(75, DB_WAIT_ATTEMPTS="60", DB_WAIT_SECONDS="1")
+    app = make_stack(DB_WAIT_ATTEMPTS="60", DB_WAIT_SECONDS="1")
     own_db.pg_ctl("stop")
     app.compose("up", "-d")
     wait_for(lambda: "attempt 3/60" in app.logs(), what="three logged attempts")
@@ -49,7 +48,7 @@ def test_database_down_at_start_then_up_within_the_bound(make_stack, own_db):
 
 
 def test_database_down_past_the_bound_exits_and_the_policy_retries(make_stack, own_db):
-    app = make_stack(76, DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1")
+    app = make_stack(DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1")
     own_db.pg_ctl("stop")
     app.compose("up", "-d")
     wait_for(lambda: int(app.inspect("{{.RestartCount}}")) >= 1, timeout=60, what="a restart by the policy")
@@ -76,7 +75,7 @@ def get(app, path):
 
 
 def test_database_restart_under_load_fails_cleanly_and_recovers(make_stack, own_db):
-    app = make_stack(77)
+    app = make_stack()
     app.up()
     started_at = app.state()["StartedAt"]
     seen = {"before": [], "outage": [], "after": []}
@@ -119,7 +118,7 @@ class Migration(migrations.Migration):
 
 def test_a_failing_migration_changes_nothing_and_nothing_is_served(make_stack, own_db):
     own_db.psql('CREATE DATABASE "broken" OWNER sitekit', database="postgres")
-    app = make_stack(78, image="sitekit-fault-broken:latest", DB_NAME="broken")
+    app = make_stack(own_image=True, DB_NAME="broken")
     latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
     (app.dir / "app/migrations/0999_broken.py").write_text(BROKEN_MIGRATION.format(latest=latest))
     app.compose("build")
@@ -137,7 +136,7 @@ def test_a_failing_migration_changes_nothing_and_nothing_is_served(make_stack, o
 
 @pytest.mark.parametrize("problem", ["missing", "root-owned"])
 def test_unwritable_static_folder_gets_one_line_with_the_fix(make_stack, problem):
-    app = make_stack(79)
+    app = make_stack()
     if problem == "missing":
         app.static.rmdir()  # Docker then creates the bind-mount source itself, as root
     else:

@@ -13,8 +13,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.e2e.conftest import manage
-
 ONE_YEAR = 31_536_000
 
 
@@ -60,11 +58,11 @@ def superuser(stack):
     """A site administrator for the duration of a test; yields (username, password)."""
     username, password = f"e2e-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     model = "from django.contrib.auth.models import User; User.objects"
-    manage(stack, "shell", "-c", f"{model}.create_superuser({username!r}, password={password!r})")
+    stack.manage("shell", "-c", f"{model}.create_superuser({username!r}, password={password!r})")
     try:
         yield username, password
     finally:
-        manage(stack, "shell", "-c", f"{model}.filter(username={username!r}).delete()")
+        stack.manage("shell", "-c", f"{model}.filter(username={username!r}).delete()")
 
 
 def log_in(browser, username, password):
@@ -81,7 +79,7 @@ def test_the_submit_form_posts_over_https(stack):
     )
     assert (status, headers["Location"]) == (302, "/submit/thanks/"), text
     saved = f"from app.models import Site; print(Site.objects.filter(url={url!r}).count())"
-    count = manage(stack, "shell", "-v", "0", "-c", saved)
+    count = stack.manage("shell", "-v", "0", "-c", saved)
     assert count.stdout.strip() == "1"
 
 

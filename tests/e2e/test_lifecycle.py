@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import site_env
-from tests.e2e.stack import Nginx, run, wait_for
+from tests.harness import Nginx, run, site_env, wait_for
 
 PREPARED = "collecting static files"
 SKIPPED = "skipping collectstatic and migrate"
@@ -43,7 +42,7 @@ def direct(app, path="/healthz"):
 
 
 def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
-    app = make_stack("sitekit-life-restart", 70, image="sitekit-life:latest")
+    app = make_stack("sitekit-life-restart", own_image=True)
     app.compose("build")
     app.up()
     assert PREPARED in app.logs()
@@ -63,7 +62,7 @@ def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
 
 
 def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_db, new_database):
-    first, second = make_stack("sitekit-life-race-a", 71), make_stack("sitekit-life-race-b", 72)
+    first, second = make_stack("sitekit-life-race-a"), make_stack("sitekit-life-race-b")
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda app: app.up(check=False), (first, second)))
     logs = first.logs() + second.logs()
@@ -76,7 +75,7 @@ def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_d
 
 
 def test_stop_lets_an_in_flight_request_finish(make_stack, host_db, new_database):
-    app = make_stack("sitekit-life-stop", 73)
+    app = make_stack("sitekit-life-stop")
     app.nginx = Nginx(app.dir.parent, app)
     app.write_env(site_env(host_db, app.nginx.https_port, DB_NAME=new_database))
     app.up()
@@ -128,7 +127,7 @@ def worker_pids(app):
 
 
 def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):
-    app = make_stack("sitekit-life-kill", 74, WEB_CONCURRENCY="3")
+    app = make_stack("sitekit-life-kill", WEB_CONCURRENCY="3")
     app.up()
     workers = wait_for(lambda: len(worker_pids(app)) == 3 and worker_pids(app), what="three workers")
     victim = sorted(workers)[0]

@@ -9,8 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import manage, site_env
-from tests.e2e.stack import Stack, run
+from tests.harness import Stack, run, site_env
 
 
 def exec_in(stack, *argv):
@@ -53,7 +52,7 @@ def test_the_port_is_published_on_loopback_only(stack):
 
 
 def test_the_deployment_checks_pass_inside_the_image(stack):
-    result = manage(stack, "check", "--deploy", "--fail-level", "WARNING")
+    result = stack.manage("check", "--deploy", "--fail-level", "WARNING")
     assert "no issues" in result.stdout
 
 
@@ -65,7 +64,7 @@ def database_client_address(stack):
         "    cursor.execute('SELECT inet_client_addr()')\n"
         "    print(cursor.fetchone()[0])"
     )
-    return manage(stack, "shell", "-v", "0", "-c", code).stdout.strip()
+    return stack.manage("shell", "-v", "0", "-c", code).stdout.strip()
 
 
 def test_the_shipped_stack_reaches_postgresql_over_tcp_via_host_docker_internal(stack):
@@ -79,7 +78,7 @@ def test_postgresql_over_the_unix_socket_mount(stack, host_db, e2e_root):
     """The documented alternative: DB_HOST=/var/run/postgresql and the socket mount uncommented
     (with the host side pointed at the test cluster's socket directory)."""
     env = site_env(host_db, 443, DB_HOST="/var/run/postgresql")
-    socket_stack = Stack(e2e_root, "sitekit-sec-socket", subnet_index=81, env=env, image=stack.image)
+    socket_stack = Stack(e2e_root, "sitekit-sec-socket", env=env, image=stack.image)
     compose = socket_stack.dir / "docker-compose.yml"
     documented = "# - /var/run/postgresql:/var/run/postgresql"
     text = compose.read_text()
@@ -114,13 +113,7 @@ def found_in_image(tar_path, needles):
 
 def test_a_dot_env_in_the_build_context_never_reaches_the_image(stack, e2e_root):
     secret, control = f"leaked-{secrets.token_hex(16)}", f"copied-{secrets.token_hex(16)}"
-    leak = Stack(
-        e2e_root,
-        "sitekit-sec-leak",
-        subnet_index=80,
-        env={"SECRET_KEY": secret},
-        image="sitekit-sec-leak:latest",
-    )
+    leak = Stack(e2e_root, "sitekit-sec-leak", env={"SECRET_KEY": secret}, own_image=True)
     assert secret in (leak.dir / ".env").read_text()
     # The positive control: the same kind of token in a file the Dockerfile does copy.
     base = leak.dir / "templates/base.html"

@@ -3,12 +3,9 @@
 import re
 from pathlib import Path
 
-from tests.e2e.conftest import manage
-
 
 def test_home_page_shows_a_site_read_from_postgresql(stack):
-    manage(
-        stack,
+    stack.manage(
         "shell",
         "-c",
         "from app.models import Site; "

@@ -1,0 +1,33 @@
+"""The harness: the real stack on this machine, for the end-to-end tests (tests/e2e/) and for
+`make bench` (bench/). Plain Python, no pytest in it, so the benchmark imports it as the tests do.
+
+- stack.Stack: the project's docker-compose.yml in a copy of the repository; .env written from
+  .env.example (envfile). Names, image tags and subnets are per session, so runs can overlap.
+- nginx.Nginx: the project's nginx site in front of a stack, on free loopback ports.
+- pg.Cluster: a throwaway host PostgreSQL (the unit tests use it too).
+- http: the one HTTP client.
+"""
+
+from tests.harness.nginx import Nginx
+from tests.harness.pg import Cluster, free_port
+from tests.harness.stack import (
+    BASE_IMAGE,
+    REPO,
+    SESSION,
+    SUBNETS,
+    Stack,
+    cleanup,
+    docker_gateway,
+    host_database,
+    record_build,
+    run,
+    site_env,
+    tag,
+    wait_for,
+    workdir,
+)
+
+__all__ = [
+    "BASE_IMAGE", "REPO", "SESSION", "SUBNETS", "Cluster", "Nginx", "Stack", "cleanup", "docker_gateway",
+    "free_port", "host_database", "record_build", "run", "site_env", "tag", "wait_for", "workdir",
+]  # fmt: skip

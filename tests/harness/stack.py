@@ -1,0 +1,187 @@
+"""The real stack: the project's own docker-compose.yml, run from a copy of the project with only
+paths, ports and environment overridden (in .env, as an operator would), against a host PostgreSQL.
+
+Sessions overlap safely: every compose project name and image tag carries this process's SESSION
+suffix, every stack takes a /24 inside SUBNETS that no Docker network uses, and cleanup() removes
+only the images this process built.
+"""
+
+import ipaddress
+import json
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.harness.envfile import example_with
+from tests.harness.pg import Cluster, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = os.environ.get("PYTHON_IMAGE", "sitekit/python:3.13-trixie")
+SUBNETS = ipaddress.ip_network("172.31.0.0/16")  # every stack takes a /24 here; pg_hba allows it all
+SESSION = secrets.token_hex(3)  # in every project name and tag this process makes
+_NOT_COPIED = {".git", ".venv", "venv", ".env", "static", "data"}  # local state, at the top level
+_CACHES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"}
+_subnets_held, _images_built = set(), set()  # this process's: subnets of live stacks, image ids
+
+
+def tag(name):
+    """An image tag of this session's own: cleanup() removes it, other sessions never touch it."""
+    return f"{name}-{SESSION}:latest"
+
+
+def _copy_ignore(directory, names):
+    """What a fresh clone would not have: local state at the top level, caches anywhere."""
+    top = Path(directory) == REPO
+    return [name for name in names if name in _CACHES or (top and name in _NOT_COPIED)]
+
+
+def run(argv, *, check=True, timeout=600, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check:
+        checked(argv, result)
+    return result
+
+
+def checked(argv, result):
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, argv))} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def docker_gateway():
+    """The docker0 address: where host.docker.internal (host-gateway) points from a container."""
+    out = run(["ip", "-4", "-o", "addr", "show", "docker0"]).stdout
+    return out.split()[3].split("/")[0]
+
+
+def host_database():
+    """A throwaway PostgreSQL on the host as on a VPS, started: listening on the docker0 address (where
+    host.docker.internal points), pg_hba allowing every stack's subnet. Call .stop() when done."""
+    return Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(str(SUBNETS),)).start()
+
+
+def free_subnet():
+    """A /24 of SUBNETS that no Docker network (any session's) and no stack of ours holds. Another
+    session may take the same one before compose creates the network: Stack.compose then retries."""
+    networks = run(["docker", "network", "ls", "-q"]).stdout.split()
+    template = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    listed = run(["docker", "network", "inspect", "-f", template, *networks]).stdout.split()
+    used = {ipaddress.ip_network(s) for s in listed if ":" not in s} | _subnets_held
+    free = [net for net in SUBNETS.subnets(new_prefix=24) if not any(net.overlaps(u) for u in used)]
+    assert free, f"no free /24 left in {SUBNETS}: remove stale networks (docker network prune)"
+    subnet = random.choice(free)  # random: two sessions rarely pick the same one at the same time
+    _subnets_held.add(subnet)
+    return subnet
+
+
+def record_build(image):
+    """Note an image this session built, so cleanup() removes it (and earlier builds it untagged)."""
+    found = run(["docker", "image", "inspect", "-f", "{{.Id}}", image], check=False).stdout.strip()
+    if found:
+        _images_built.add(found)
+
+
+def cleanup():
+    """Remove this session's images: its tags and every id recorded. The build cache stays, so the
+    next run rebuilds in seconds."""
+    listed = run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+    ours = [image for image in listed if image.endswith(f"-{SESSION}:latest")]
+    if ours or _images_built:
+        run(["docker", "image", "rm", "--force", *ours, *_images_built], check=False)
+
+
+def site_env(cluster, https_port, **extra):
+    """The production example environment, pointed at this machine's database and ports."""
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "localhost",
+        "CSRF_TRUSTED_ORIGINS": f"https://localhost:{https_port}",
+        **cluster.env(host="host.docker.internal"),
+        **extra,
+    }
+
+
+class Stack:
+    """One compose project made from a copy of the repository, named `<name>-<SESSION>`.
+    image: the tag to run (the session's shared one by default); own_image=True: a tag of its own
+    (for a stack whose copy is edited and rebuilt)."""
+
+    def __init__(self, root, name, *, env=None, image=None, own_image=False):
+        self.name = f"{name}-{SESSION}"
+        self.dir = Path(root) / self.name
+        shutil.copytree(REPO, self.dir, ignore=_copy_ignore)
+        self.port = free_port()
+        self.subnet = str(free_subnet())
+        self.image = tag(name) if own_image else (image or tag("sitekit-e2e"))
+        self.static = self.dir / "static"
+        self.static.mkdir()
+        os.chown(self.static, 33, 33)  # as `make up` does, before Docker would make it root's
+        self.env = {}
+        self.write_env(env or {})
+
+    def write_env(self, env):
+        """.env = .env.example with these variables set (the stack's own image, port and subnet too)."""
+        self.env = env
+        base = {"PYTHON_IMAGE": BASE_IMAGE, "APP_IMAGE": self.image, "APP_PORT": self.port}
+        (self.dir / ".env").write_text(example_with({**base, "APP_SUBNET": self.subnet, **env}))
+
+    def compose(self, *args, check=True, timeout=600):
+        """docker compose in the copy. A subnet another session took meanwhile ("Pool overlaps")
+        makes it pick another one and try again."""
+        argv = ["docker", "compose", "-p", self.name, *args]
+        for _ in range(5):
+            result = run(argv, cwd=self.dir, check=False, timeout=timeout)
+            if "Pool overlaps" not in result.stderr:
+                break
+            _subnets_held.discard(ipaddress.ip_network(self.subnet))
+            self.subnet = str(free_subnet())
+            self.write_env(self.env)
+        if args and args[0] in ("build", "up"):
+            record_build(self.image)
+        return checked(argv, result) if check else result
+
+    def up(self, *extra, check=True, timeout=300):
+        return self.compose("up", "-d", "--wait", *extra, check=check, timeout=timeout)
+
+    def down(self):
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        _subnets_held.discard(ipaddress.ip_network(self.subnet))
+
+    def logs(self):
+        return self.compose("logs", "--no-color", "app", check=False).stdout
+
+    def container(self):
+        return self.compose("ps", "-aq", "app").stdout.split()[0]
+
+    def inspect(self, template):
+        return run(["docker", "inspect", "-f", template, self.container()]).stdout.strip()
+
+    def state(self):
+        return json.loads(self.inspect("{{json .State}}"))
+
+    def manage(self, *args):
+        """python manage.py ... inside the running container (as the container's own user)."""
+        return run(["docker", "exec", self.container(), "python", "manage.py", *args])
+
+
+def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def workdir(prefix="sitekit-e2e-"):
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)  # nginx's workers (www-data) traverse it to a stack's static folder
+    return path

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness import run
+from tests.harness.http import status
 
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 SECONDS = 8  # per wrk run: enough for a stable rate; the runs must fit the 15-minute budget
@@ -87,10 +88,8 @@ def first_200(nginx, *, since, timeout=180, **request):
     """Seconds from `since` (a time.monotonic()) until nginx answers / with 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if nginx.request("/", timeout=5, **request)[0] == 200:
-                return time.monotonic() - since
-        except OSError:
-            pass  # nginx answers 502 while the app is down; an error here is just as transient
+        # nginx answers 502 while the app is down; a connection error is just as transient
+        if status(nginx.https_port, "/", https=True, timeout=5, **request) == 200:
+            return time.monotonic() - since
         time.sleep(0.1)
     raise TimeoutError(f"no 200 from nginx within {timeout}s")

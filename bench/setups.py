@@ -2,7 +2,6 @@
 for the same image), and prototypes of changes (a patch to a copy of the repository, built as an
 image of its own). The deployment files themselves are never edited."""
 
-import http.client
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.harness import BASE_IMAGE, record_build, run, tag, wait_for
+from tests.harness.http import status
 
 IMAGE = tag("sitekit-bench")  # the shipped code; patched images are tag("sitekit-bench-<name>")
 GUNICORN = ("gunicorn", "--config", "docker/gunicorn.conf.py")  # the CMD; flags after it win
@@ -158,15 +158,5 @@ def use(stack, setup):
     override = {"services": {"app": service}}
     (stack.dir / "docker-compose.override.yml").write_text(json.dumps(override))  # JSON is YAML
     stack.compose("up", "-d")  # not --wait: the health check's 5 s interval would be most of the wait
-    wait_for(lambda: healthy(stack.port), timeout=120, interval=0.2, what=f"{setup.label}: /healthz")
-
-
-def healthy(port):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False  # the container is still starting
-    finally:
-        conn.close()
+    healthy = f"{setup.label}: /healthz"  # connections are refused while it starts: status() says so
+    wait_for(lambda: status(stack.port, timeout=5) == 200, timeout=120, interval=0.2, what=healthy)

@@ -1,11 +1,11 @@
 """The load runs: the home page under every setup, and static files from nginx and from Django."""
 
-import http.client
 import time
 from collections import defaultdict
 
 from bench import setups
 from bench.load import CONCURRENCY, memory_mib, wrk
+from tests.harness.http import request
 
 HOST = "Host: localhost"  # the bench's ALLOWED_HOSTS (site_env)
 # Each setup is measured this many times, every other round in reverse order, and its best run is
@@ -93,10 +93,8 @@ def static(table, stack, nginx, css):
 
     setups.use(stack, setups.DJANGO_STATIC)
     headers = [HOST, "X-Forwarded-Proto: https"]  # what nginx would send: no HTTPS redirect
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
-    conn.request("GET", css, headers=dict(header.split(": ") for header in headers))
-    assert conn.getresponse().status == 200, "Django does not serve the stylesheet"
-    conn.close()
+    served = request(stack.port, css, headers=dict(header.split(": ") for header in headers))[0]
+    assert served == 200, "Django does not serve the stylesheet"
     by_django = wrk(f"http://127.0.0.1:{stack.port}{css}", c, headers=headers, memory_of=stack.container())
     table.add(f"Hashed CSS, c={c}", f"{setups.DJANGO_STATIC.label}, container port", by_django)
     detail = f"{by_nginx.rps:,.0f} vs {by_django.rps:,.0f} req/s"

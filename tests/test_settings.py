@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import envfile
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -19,10 +21,7 @@ VENV_BIN = Path(sys.executable).parent
 def production_env(**overrides):
     """.env.example's values in an otherwise empty environment; None unsets a variable."""
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TMPDIR") if key in os.environ}
-    for line in (REPO / ".env.example").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key] = value
+    env.update(envfile.example())
     env["SECRET_KEY"] = secrets.token_urlsafe(50)
     env.update(overrides)
     return {key: value for key, value in env.items() if value is not None}

@@ -2,54 +2,49 @@
 with a line that says what is wrong, and nginx and Django turn hostile requests away cleanly."""
 
 import math
-import os
 import random
 import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.test_https import Browser, log_in, superuser
-from tests.harness import run, wait_for
+from tests.harness import Stack, site_env, wait_for
+from tests.harness.http import Browser
 
 # --- The container, started with a broken .env ------------------------------------------------
 
 
-def start_container(stack, tmp_path, **changes):
-    """The stack's image, started as compose starts it but with the stack's .env changed (None
-    removes a variable) and quick database retries; returns (exit status, everything it printed)."""
-    kept = [
-        line for line in (stack.dir / ".env").read_text().splitlines() if line.split("=")[0] not in changes
-    ]
-    env_file = tmp_path / "env"
-    env_file.write_text("\n".join(kept + [f"{k}={v}" for k, v in changes.items() if v is not None]) + "\n")
-    static = tmp_path / "static"
-    static.mkdir()
-    os.chown(static, 33, 33)
-    network = stack.inspect("{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}")
-    argv = ["docker", "run", "--rm", "--env-file", env_file, "--network", network]
-    argv += ["-e", "DB_WAIT_ATTEMPTS=2", "-e", "DB_WAIT_SECONDS=1"]
-    # The rest as docker-compose.yml runs the app: unprivileged, read-only, no capabilities.
-    argv += ["--add-host", "host.docker.internal:host-gateway", "--user", "33:33", "--read-only"]
-    argv += ["--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true"]
-    argv += ["-v", f"{static}:/app/static", stack.image]
-    result = run(argv, check=False, timeout=180)
-    return result.returncode, (result.stdout + result.stderr).strip()
+@pytest.fixture(scope="module")
+def misconfigured(e2e_root, stack, host_db):
+    """start(**changes): the session's image started through the project's compose file (`compose
+    run`: no restart policy, so one start) with the site's .env changed (None removes a variable)
+    and quick database retries; returns (exit status, everything the container printed)."""
+    app = Stack(e2e_root, "sitekit-bad-env", image=stack.image)
+    app.compose("create")  # the network, now: compose's own progress lines stay out of the output
+
+    def start(**changes):
+        app.write_env(site_env(host_db, 443, DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1", **changes))
+        result = app.compose("run", "--rm", "-T", "app", check=False, timeout=180)
+        return result.returncode, (result.stdout + result.stderr).strip()
+
+    yield start
+    app.down()
 
 
-def test_a_wrong_database_password_stops_the_container_at_once(stack, tmp_path):
-    status, output = start_container(stack, tmp_path, DB_PASSWORD="not-the-password")
+def test_a_wrong_database_password_stops_the_container_at_once(misconfigured):
+    status, output = misconfigured(DB_PASSWORD="not-the-password")
     assert status != 0
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1, output  # retrying cannot fix a password: no second attempt
     assert 'password authentication failed for user "sitekit"' in output
 
 
-def test_an_unresolvable_database_host_is_named_and_given_up_on(stack, tmp_path):
-    status, output = start_container(stack, tmp_path, DB_HOST="db.invalid")
+def test_an_unresolvable_database_host_is_named_and_given_up_on(misconfigured):
+    status, output = misconfigured(DB_HOST="db.invalid")
     assert status != 0
     assert "Traceback" not in output
     assert 'could not translate host name "db.invalid"' in output
@@ -58,14 +53,14 @@ def test_an_unresolvable_database_host_is_named_and_given_up_on(stack, tmp_path)
     )
 
 
-def test_a_missing_secret_key_stops_the_container_with_one_line(stack, tmp_path):
-    status, output = start_container(stack, tmp_path, SECRET_KEY=None)
+def test_a_missing_secret_key_stops_the_container_with_one_line(misconfigured):
+    status, output = misconfigured(SECRET_KEY=None)
     assert status != 0
     assert output == "configuration error: SECRET_KEY is required but not set"
 
 
-def test_a_non_numeric_web_concurrency_stops_the_container_with_a_line_naming_it(stack, tmp_path):
-    status, output = start_container(stack, tmp_path, WEB_CONCURRENCY="three")
+def test_a_non_numeric_web_concurrency_stops_the_container_with_a_line_naming_it(misconfigured):
+    status, output = misconfigured(WEB_CONCURRENCY="three")
     assert status != 0
     assert "Traceback" not in output
     assert "WEB_CONCURRENCY" in output.splitlines()[-1]
@@ -273,8 +268,8 @@ def test_fuzzed_submissions_never_fail_and_render_afterwards(stack):
         approved, total = map(int, published.stdout.split())
         for page in range(1, math.ceil(approved / 12) + 1):  # SITES_PER_PAGE
             assert stack.nginx.request(f"/?page={page}")[0] == 200, page
-        with superuser(stack) as (username, password):
-            log_in(browser, username, password)
+        with stack.superuser() as (username, password):
+            browser.log_in(username, password)
             for page in range(1, math.ceil(total / 100) + 1):  # the admin's list_per_page
                 assert browser.request(f"/admin/app/site/?p={page}")[0] == 200, page
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Nginx, run, site_env, wait_for
+from tests.harness.http import status
 
 PREPARED = "collecting static files"
 SKIPPED = "skipping collectstatic and migrate"
@@ -33,12 +34,7 @@ def make_stack(extra_stacks, host_db, new_database):
 
 def direct(app, path="/healthz"):
     """A request straight to the container's published port (loopback), bypassing nginx."""
-    result = run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{app.port}{path}"],
-        check=False,
-        timeout=15,
-    )
-    return result.stdout
+    return status(app.port, path, timeout=15)
 
 
 def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
@@ -50,7 +46,7 @@ def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
     app.compose("restart")
     wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
     assert app.logs().count(SKIPPED) == 1, app.logs()
-    assert direct(app) == "200"
+    assert direct(app) == 200
 
     # A code change makes a new image with a new build id: the next container prepares again.
     template = app.dir / "templates/base.html"
@@ -58,7 +54,7 @@ def test_restart_skips_the_work_and_a_rebuilt_image_redoes_it(make_stack):
     app.compose("build")
     app.up()
     assert app.logs().count(PREPARED) == 1 and SKIPPED not in app.logs(), app.logs()
-    assert direct(app) == "200"
+    assert direct(app) == 200
 
 
 def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_db, new_database):
@@ -138,6 +134,6 @@ def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):
         what="a replacement worker",
     )
     assert victim not in replaced
-    assert answers == ["200"] * 20  # the listening socket is the master's: others keep accepting
-    assert direct(app) == "200"
+    assert answers == [200] * 20  # the listening socket is the master's: others keep accepting
+    assert direct(app) == 200
     assert app.state()["Restarting"] is False and app.inspect("{{.RestartCount}}") == "0"

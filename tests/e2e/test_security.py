@@ -5,11 +5,11 @@ import ipaddress
 import json
 import secrets
 import tarfile
-import urllib.request
 
 import pytest
 
 from tests.harness import Stack, run, site_env
+from tests.harness.http import status
 
 
 def exec_in(stack, *argv):
@@ -86,8 +86,7 @@ def test_postgresql_over_the_unix_socket_mount(stack, host_db, e2e_root):
     compose.write_text(text.replace(documented, f"- {host_db.socket_dir}:/var/run/postgresql"))
     try:
         socket_stack.up("--no-build")
-        with urllib.request.urlopen(f"http://127.0.0.1:{socket_stack.port}/readyz", timeout=10) as response:
-            assert response.status == 200
+        assert status(socket_stack.port, "/readyz") == 200
         assert database_client_address(socket_stack) == "None"
     finally:
         socket_stack.down()

@@ -1,8 +1,12 @@
 """The one HTTP client of the harness: a single request to a port on this machine, redirects not
-followed, TLS certificates not checked (the tests' own self-signed ones). Standard library only."""
+followed, TLS certificates not checked (the tests' own self-signed ones), and a Browser on top of it
+for cookies and forms. Standard library only."""
 
 import http.client
+import re
 import ssl
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode
 
 
 def request(
@@ -30,3 +34,46 @@ def status(port, path="/healthz", **options):
         return request(port, path, **options)[0]
     except OSError as exc:
         return type(exc).__name__
+
+
+class Browser:
+    """Requests through nginx over HTTPS as a browser makes them: a cookie jar, and Origin and
+    Referer headers naming the page a form was posted from. (Not a real browser: that is selenium's.)"""
+
+    def __init__(self, nginx):
+        self.nginx = nginx
+        self.origin = f"https://localhost:{nginx.https_port}"
+        self.cookies = SimpleCookie()  # every cookie received, with its attributes
+
+    def request(self, path, *, method="GET", body=None, headers=None):
+        jar = "; ".join(f"{name}={morsel.value}" for name, morsel in self.cookies.items())
+        headers = {**({"Cookie": jar} if jar else {}), **(headers or {})}
+        status, response_headers, text = self.nginx.request(path, method=method, body=body, headers=headers)
+        for header in response_headers.get_all("Set-Cookie") or []:
+            self.cookies.load(header)
+        return status, response_headers, text
+
+    def form_headers(self, path):
+        """The headers of a form post made from the page at path, with the CSRF cookie."""
+        return {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": self.origin,
+            "Referer": self.origin + path,
+            "Cookie": f"csrftoken={self.cookies['csrftoken'].value}",
+        }
+
+    def csrf_token(self, path):
+        """Open the form at path, as a browser does before posting it; returns its CSRF token."""
+        status, _, text = self.request(path)
+        assert status == 200, text
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', text).group(1)
+
+    def post_form(self, path, fields):
+        body = urlencode({"csrfmiddlewaretoken": self.csrf_token(path), **fields})
+        return self.request(path, method="POST", body=body, headers=self.form_headers(path))
+
+    def log_in(self, username, password):
+        """The admin's login form; asserts it let the user in."""
+        fields = {"username": username, "password": password, "next": "/admin/"}
+        status, headers, text = self.post_form("/admin/login/", fields)
+        assert (status, headers["Location"]) == (302, "/admin/"), text

@@ -38,12 +38,17 @@ class Nginx:
             ]
         )
         shutil.copy(REPO / "nginx/sitekit-headers.conf", self.dir / "snippets")
+        # The upstream include, as shipped (port 6868) but pointed at the stack: scripts/deploy.sh
+        # rewrites it (NGINX_UPSTREAM) to switch slots.
+        self.upstream = self.dir / "sitekit-upstream.conf"
+        shipped = (REPO / "nginx/sitekit-upstream.conf").read_text()
+        self.upstream.write_text(shipped.replace("127.0.0.1:6868;", f"127.0.0.1:{stack.port};"))
         site = (REPO / "nginx/sitekit.conf").read_text()
         replacements = {
             r"listen 80;": f"listen 127.0.0.1:{self.http_port};",
             r"listen 443 ssl( http2)?;": f"listen 127.0.0.1:{self.https_port} ssl\\1;",
             r"listen \[::\]:\d+[^;]*;": "",
-            r"server 127\.0\.0\.1:6868;": f"server 127.0.0.1:{stack.port};",
+            r"/etc/nginx/sitekit-upstream\.conf": str(self.upstream),
             r"root /srv/sitekit;": f"root {stack.dir};",
             r"/etc/letsencrypt/live/example\.com/fullchain\.pem": str(self.cert),
             r"/etc/letsencrypt/live/example\.com/privkey\.pem": str(self.key),

@@ -6,6 +6,7 @@ suffix, every stack takes a /24 inside SUBNETS that no Docker network uses, and 
 only the images this process built.
 """
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -169,6 +170,17 @@ class Stack:
     def manage(self, *args):
         """python manage.py ... inside the running container (as the container's own user)."""
         return run(["docker", "exec", self.container(), "python", "manage.py", *args])
+
+    @contextlib.contextmanager
+    def superuser(self):
+        """A site administrator for the duration of a test; yields (username, password)."""
+        username, password = f"e2e-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+        model = "from django.contrib.auth.models import User; User.objects"
+        self.manage("shell", "-c", f"{model}.create_superuser({username!r}, password={password!r})")
+        try:
+            yield username, password
+        finally:
+            self.manage("shell", "-c", f"{model}.filter(username={username!r}).delete()")
 
 
 def wait_for(predicate, timeout=60, interval=0.5, what="condition"):

@@ -37,7 +37,7 @@ RUN find . -type f -exec sha256sum {} + > /tmp/files && sort -o /tmp/files /tmp/
  && python -m compileall -q app
 
 # ---------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE} AS runtime
 
 COPY docker/os-packages.sh /usr/local/bin/os-packages
 RUN os-packages runtime && rm /usr/local/bin/os-packages
@@ -70,8 +70,27 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["/app/docker/docker-entrypoint.sh"]
 CMD ["gunicorn", "--config", "docker/gunicorn.conf.py", "app.asgi:application"]
 
-# Last, so a new commit changes only this metadata layer.
-ARG VERSION=dev REVISION=unknown
+# ---------------------------------------------------------------------------------------------
+# The runtime image plus the test tools and tests/: CI runs the unit tests in it (--target test),
+# so the image under test is the one that ships. Built only when asked for; never pushed.
+FROM runtime AS test
+USER 0:0
+COPY requirements-dev.txt /tmp/requirements-dev.txt
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements-dev.txt
+COPY pyproject.toml .env.example ./
+COPY tests/ tests/
+# The tests collect static files and keep hypothesis's examples: somewhere writable, in the tmpfs.
+ENV STATIC_ROOT=/tmp/static \
+    HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
+USER 33:33
+
+# ---------------------------------------------------------------------------------------------
+# The default target: the runtime image and what build it is. Last, so a new commit changes only
+# this metadata layer. gunicorn logs the three at start (docker/gunicorn.conf.py, when_ready).
+FROM runtime
+ARG VERSION=dev REVISION=unknown BUILD_ID=
+ENV APP_VERSION=${VERSION} \
+    APP_BUILD_ID=${BUILD_ID}
 LABEL org.opencontainers.image.title="sitekit" \
       org.opencontainers.image.description="Reference Django site with a container deployment kit" \
       org.opencontainers.image.version="${VERSION}" \

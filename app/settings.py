@@ -6,6 +6,7 @@ with one line naming the variable. .env.example documents each variable.
 
 from pathlib import Path
 
+from app import trial
 from app.env import ConfigError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
@@ -15,26 +16,40 @@ BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
 # (manage.py turns it on for `runserver` only, so a fresh clone runs with no configuration.)
 DEBUG = env_bool("DEBUG", False)
 
+# The trial setup (app/trial.py): no DB_NAME = a first look on this machine, with SQLite and a
+# generated SECRET_KEY in DATA_DIR and localhost only. Production names its PostgreSQL database.
+DB_NAME = env_str("DB_NAME", "")
+TRIAL = not DB_NAME and not DEBUG
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data")))
+if not DB_NAME and env_bool("HTTPS", False):
+    # HTTPS=true is a production site: a forgotten DB_NAME must not put it on the trial's SQLite.
+    raise ConfigError(
+        "HTTPS=true but DB_NAME is not set: a production site needs its PostgreSQL database "
+        "(set DB_NAME, DB_USER, DB_PASSWORD and DB_HOST in .env; see .env.example)"
+    )
+
 if DEBUG:
     # A fixed, loudly named key keeps dev sessions alive across autoreloads; never used in production.
     SECRET_KEY = env_str("SECRET_KEY", "django-insecure-development-only-key")
+elif TRIAL and not env_str("SECRET_KEY", ""):
+    SECRET_KEY = trial.secret_key(DATA_DIR)  # generated once, kept in DATA_DIR: sessions survive
 else:
     SECRET_KEY = env_str("SECRET_KEY")
     if len(SECRET_KEY) < 50:
-        raise ConfigError("SECRET_KEY must be at least 50 characters (make up generates one)")
+        raise ConfigError("SECRET_KEY must be at least 50 characters (make env generates one)")
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG or TRIAL else "")
 if not DEBUG and not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS is required when DEBUG is off (e.g. example.com,www.example.com)")
 
 INSTALLED_APPS = [
+    "app",  # first, so its createsuperuser (app/management/commands) replaces django.contrib.auth's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "app",
 ]
 
 MIDDLEWARE = [
@@ -74,7 +89,6 @@ TEMPLATES = [
 # PostgreSQL on the host when DB_NAME is set; DB_HOST is a host name (host.docker.internal from
 # the container) or a socket directory such as /var/run/postgresql. Without DB_NAME: SQLite in
 # DATA_DIR, the embedded default for a first run.
-DB_NAME = env_str("DB_NAME", "")
 if DB_NAME:
     DATABASES = {
         "default": {
@@ -92,11 +106,13 @@ if DB_NAME:
         }
     }
 else:
-    DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data")))
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}}
-    from app.startup import announce_sqlite
+    # The trial's (or `make dev`'s) SQLite. gunicorn prints the trial banner once per start.
+    SQLITE_PATH = trial.data_dir_ready(DATA_DIR) / "db.sqlite3"
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+    if DEBUG:
+        from app.startup import announce_sqlite
 
-    announce_sqlite(DATABASES["default"]["NAME"])
+        announce_sqlite(SQLITE_PATH)
 
 # --- HTTPS and cookies ------------------------------------------------------------------------
 # HTTPS=true when nginx terminates TLS in front of the site. nginx sends X-Forwarded-Proto and the

@@ -1,6 +1,7 @@
 """gunicorn settings for the container. gunicorn supervises the worker processes (restarts a dead
 one, recycles them, shuts down gracefully); each worker runs Django's ASGI app under uvicorn."""
 
+import os
 import sys
 
 from app.env import ConfigError, env_int, env_str
@@ -42,3 +43,30 @@ control_socket_disable = True
 
 accesslog = "-"  # access log to stdout, errors to stderr: Docker collects both
 errorlog = "-"
+
+
+def when_ready(server):
+    """Once per start, in the master: what is running (version, git revision and build id from the
+    image's build arguments, also its OCI labels), and the trial banner when no database is set."""
+    build_id = os.environ.get("APP_BUILD_ID") or _content_hash()
+    server.log.info(
+        "sitekit %s (revision %s, build %s): %d workers on %s",
+        os.environ.get("APP_VERSION", "dev"),
+        os.environ.get("APP_REVISION") or "unknown",
+        build_id,
+        workers,
+        bind,
+    )
+    if not os.environ.get("DB_NAME"):
+        from app import trial
+
+        trial.banner(os.environ.get("APP_PORT", "6868"))
+
+
+def _content_hash():
+    """The Dockerfile's .build-id (a hash of the app's files) when no BUILD_ID was given."""
+    try:
+        with open("/app/.build-id", encoding="ascii") as build_id:
+            return "sha256:" + build_id.read(16)
+    except OSError:
+        return "unknown"

@@ -1,5 +1,6 @@
 """The deployment files and code stay clean under their linters (installed from requirements-dev)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,15 @@ def test_hadolint_finds_nothing_in_the_dockerfile():
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck_finds_nothing(script):
     assert_clean([tool("shellcheck"), str(script)])
+
+
+def test_actionlint_finds_nothing_in_the_workflows():
+    # With the venv first on PATH, actionlint also runs shellcheck on every `run:` script.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    argv = [tool("actionlint"), "-no-color", "-oneline"]
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"actionlint reported:\n{result.stdout}{result.stderr}"
+    assert (REPO / ".github/workflows/ci.yml").exists()
 
 
 def test_ruff_finds_nothing():

@@ -1,0 +1,56 @@
+#!/bin/sh
+# `make up`: build, start, and watch the container until it is healthy. Prints the address that
+# answers, or - as soon as the container stops or restarts - the one line of its log that says why,
+# instead of waiting out the health check's start period to report "unhealthy".
+set -eu
+cd "$(dirname "$0")/.."
+
+compose=${COMPOSE:-docker compose}
+timeout=${UP_TIMEOUT:-180}  # seconds: the first start migrates; a database may still be booting
+
+setting() { # NAME DEFAULT: the environment first, then .env (as compose reads them), then DEFAULT
+  value=$(printenv "$1" || sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
+  echo "${value:-$2}"
+}
+
+# shellcheck disable=SC2086  # $compose is a command with arguments, e.g. "docker compose"
+$compose up -d --build --remove-orphans app
+# shellcheck disable=SC2086
+container=$($compose ps -aq app)
+started=$(date +%s)
+shown=0
+while :; do
+  # The entrypoint's lines (waiting for the database, publishing, migrating) as they come.
+  log=$(docker logs "$container" 2>&1 | grep '^entrypoint: ' || true)
+  count=$(printf '%s' "$log" | grep -c '' || true)
+  [ "$count" -le "$shown" ] || printf '%s\n' "$log" | tail -n "+$((shown + 1))"
+  shown=$count
+
+  state=$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$container")
+  # shellcheck disable=SC2086  # split into status, restart count, health
+  set -- $state
+  [ "$1 ${3:-}" != "running healthy" ] || break
+  if [ "$1" = exited ] || [ "$1" = dead ] || [ "$1" = restarting ] || [ "$2" -gt 0 ] ||
+    [ $(($(date +%s) - started)) -ge "$timeout" ]; then
+    why=$(docker logs "$container" 2>&1 | grep -iE 'error|refused|unreachable|denied|not writable' | tail -n 1)
+    [ -n "$why" ] || why=$(docker logs --tail 5 "$container" 2>&1)
+    echo "make up: the site did not come up ($1, after $(($(date +%s) - started)) s). The container says:" >&2
+    echo "    $why" >&2
+    echo "make up: full log: make logs" >&2
+    exit 1
+  fi
+  sleep 1
+done
+
+port=$(setting APP_PORT 6868)
+if [ -z "$(setting DB_NAME '')" ]; then
+  echo "The site is up (trial setup): http://127.0.0.1:$port/"
+  echo "Admin user: make manage ARGS=createsuperuser.  For production: make env, then README."
+else
+  host=$(setting ALLOWED_HOSTS localhost | cut -d, -f1 | tr -d ' ')
+  scheme=http
+  case $(setting HTTPS false) in [Tt]rue | 1 | [Yy]es | [Oo]n) scheme=https ;; esac
+  echo "The site is up on 127.0.0.1:$port, for nginx to serve as $scheme://$host/"
+  echo "  (install nginx/sitekit.conf: README, Deploying to a VPS). Check it from here:"
+  echo "  curl -H 'Host: $host' http://127.0.0.1:$port/readyz"
+fi

@@ -6,8 +6,34 @@ import sys
 from django.core.management.base import BaseCommand
 from django.db import OperationalError, connection
 
-# libpq's words for failures that waiting will not fix.
-PERMANENT = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "role ")
+# libpq's (and pgbouncer's) words for failures that waiting will not fix.
+PERMANENT = (
+    "authentication failed",  # password, scram or peer
+    "does not exist",
+    "no pg_hba.conf entry",
+    "role ",
+    "login rejected",  # pgbouncer: a user it does not know, or a failed peer check
+    "no such database",  # pgbouncer: not in its [databases]
+)
+# What to check, for the failures a first setup of the socket path runs into.
+HINTS = {
+    "Peer authentication failed": (
+        "the container runs as uid 33, which the host calls www-data; pg_ident.conf must map "
+        "www-data to DB_USER, on a pg_hba.conf line above Debian's `local all all peer`: see postgresql/"
+    ),
+    "login rejected": "through pgbouncer, DB_USER must be www-data: see pgbouncer/pg_hba.conf",
+    "No such file or directory": (
+        "no server socket in the mounted DB_SOCKET_DIR: is PostgreSQL, or pgbouncer on 6432, running?"
+    ),
+}
+
+
+def describe(db):
+    """Where the site looks for its database, as the operator would check it."""
+    host, port = db["HOST"] or "localhost", db["PORT"] or 5432
+    where = f"socket {host}/.s.PGSQL.{port}" if host.startswith("/") else f"{host}:{port}"
+    user = f" as user {db['USER']!r}" if db["USER"] else ""
+    return f"PostgreSQL database {db['NAME']!r}{user} via {where}"
 
 
 class Command(BaseCommand):
@@ -19,14 +45,16 @@ class Command(BaseCommand):
     def handle(self, *args, attempt="", **options):
         db = connection.settings_dict
         if connection.vendor == "postgresql":
-            target = f"PostgreSQL database {db['NAME']!r} on {db['HOST'] or 'localhost'}:{db['PORT']}"
+            target = describe(db)
         else:
             target = f"{connection.display_name} database {db['NAME']}"
         try:
             connection.ensure_connection()
         except OperationalError as exc:
             reason = (str(exc).strip().splitlines() or ["no reason given"])[0]
-            if any(word in reason for word in PERMANENT):
+            permanent = any(word in reason for word in PERMANENT)
+            reason += "".join(f" (check: {hint})" for words, hint in HINTS.items() if words in reason)
+            if permanent:
                 self.stderr.write(f"error: {target} refused the connection: {reason}")
                 sys.exit(2)
             prefix = f"attempt {attempt}: " if attempt else ""

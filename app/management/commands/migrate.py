@@ -18,8 +18,11 @@ class Command(migrate.Command):
         if connection.vendor != "postgresql":
             return super().handle(*args, **options)
         # A session-level lock: it spans migrate's own transactions and is released on disconnect
-        # even if this process dies.
+        # even if this process dies (through pgbouncer too: session pooling, then DISCARD ALL).
+        # No statement_timeout for this session (app/database.py sets one on every connection):
+        # waiting for another container's migrate, or rewriting a big table, may take longer.
         with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK_ID])
         try:
             return super().handle(*args, **options)

@@ -1,0 +1,51 @@
+"""Every request's database time is bounded: PostgreSQL cancels a statement that runs longer than
+DB_STATEMENT_TIMEOUT, and the visitor gets a page that says so instead of a hang.
+
+The timeout is SET on each new connection (one round trip), not passed as libpq's `options`:
+pgbouncer refuses that startup parameter, and `SET` works the same on every path (socket, TCP,
+pgbouncer in session mode, whose DISCARD ALL resets it before the next client gets the connection).
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import OperationalError
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+from django.http import HttpResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+
+
+@receiver(connection_created, dispatch_uid="sitekit-statement-timeout")
+def set_statement_timeout(sender, connection, **kwargs):
+    """Runs once per new connection (this module is imported by app/apps.py)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = %s", [settings.DB_STATEMENT_TIMEOUT * 1000])  # ms
+
+
+class StatementTimeoutMiddleware:
+    """A view whose query PostgreSQL cancelled answers 503 with an explanation, not a bare 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError):
+            return None
+        if getattr(exception.__cause__, "pgcode", None) != QUERY_CANCELED:
+            return None
+        seconds = settings.DB_STATEMENT_TIMEOUT
+        logger.warning(
+            "%s %s: query cancelled after %s s (DB_STATEMENT_TIMEOUT)", request.method, request.path, seconds
+        )
+        # No request context: like 500.html, this page must not need the database it just lost.
+        page = render_to_string("timeout.html", {"seconds": seconds})
+        return HttpResponse(page, status=503, headers={"Retry-After": "30", "Cache-Control": "no-store"})

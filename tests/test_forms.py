@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 import pytest
 from django.utils.html import escape
 from hypothesis import example, given, settings
@@ -6,7 +8,7 @@ from hypothesis.extra.django import TestCase
 from hypothesis.provisional import urls
 
 from app.forms import SiteForm
-from app.models import Site
+from app.models import JOINERS, Site, format_characters
 
 VALID = {"name": "Example", "url": "https://example.com", "description": "An example.", "contact_email": ""}
 HOSTILE = [
@@ -90,6 +92,39 @@ def test_a_nul_byte_in_the_email_is_an_error():
     assert "contact_email" in form_errors(contact_email="me@exa\x00mple.com")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        (
+            {"url": "https://www.paypal.com@evil.example/login"},
+            "url",
+            "Remove the part before “@”: a web address with a user name hides the real site.",
+        ),
+        (
+            {"url": "https://example.com/\u202egpj.exe"},
+            "url",
+            "Remove the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE): it can disguise the text.",
+        ),
+        (
+            {"name": "Invoice \u202egnp.exe"},
+            "name",
+            "Remove the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE): it can disguise the text.",
+        ),
+    ],
+)
+def test_deceptive_submissions_are_refused_with_the_reason(changes, field, message):
+    assert form_errors(**changes)[field] == [message]
+
+
+@pytest.mark.django_db
+def test_a_look_alike_host_is_saved_and_listed_as_punycode():
+    form = SiteForm({**VALID, "url": "https://раураl.com/login"})  # Cyrillic, looks like paypal.com
+    assert form.is_valid(), form.errors
+    site = form.save()
+    assert (site.url, site.domain) == ("https://xn--l-7sba6dbr.com/login", "xn--l-7sba6dbr.com")
+
+
 def test_the_honeypot_marks_a_submission_as_spam():
     assert not SiteForm(VALID).is_spam()
     assert SiteForm({**VALID, "homepage": "http://spam.example"}).is_spam()
@@ -128,6 +163,12 @@ class SubmissionPropertyTests(TestCase):
         site.approve()
         site.refresh_from_db()
         assert site.url.startswith(("http://", "https://"))
+        # Nothing deceptive got through: the host is ASCII with no user name before it, and no
+        # invisible or direction-changing character hides anywhere (ZWNJ/ZWJ aside in text).
+        netloc = urlsplit(site.url).netloc
+        assert netloc.isascii() and "@" not in netloc
+        assert not format_characters(site.url)
+        assert not format_characters(site.name + site.description, allowed=JOINERS)
         assert "\x00" not in site.name + site.description + site.contact_email
         for query in ["", site.name]:
             response = self.client.get("/", {"q": query})

@@ -1,4 +1,6 @@
+import unicodedata
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -154,3 +156,106 @@ def test_str_and_domain():
     site = make_site(name="Example shop", url="https://user:pw@shop.example.com:8443/en/")
     assert str(site) == "Example shop"
     assert site.domain == "shop.example.com"
+
+
+# --- Deceptive addresses and text (what a visitor reads must be where the link goes) -----------
+USERINFO = "Remove the part before “@”: a web address with a user name hides the real site."
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.paypal.com@evil.example/login",  # visits evil.example
+        "https://www.paypal.com:login@evil.example",
+        "https://evil.example\\@paypal.com",  # browsers read "\" as "/": visits evil.example
+        "https://user@example.com",
+    ],
+)
+def test_a_user_name_in_a_web_address_is_refused(url):
+    with pytest.raises(ValidationError) as error:
+        make_site(url=url).clean_fields()
+    assert USERINFO in error.value.message_dict["url"]
+
+
+@pytest.mark.parametrize(
+    ("url", "character"),
+    [
+        ("https://example.com/\u202egpj.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("https://exa\u202emple.com", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("https://example.com/?q=\u2066x\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+        ("https://pay\u200bpal.com", "U+200B (ZERO WIDTH SPACE)"),
+        ("https://example.com/\u200dx", "U+200D (ZERO WIDTH JOINER)"),
+        ("https://\ufeffexample.com", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+        ("https://example.com/\u200f", "U+200F (RIGHT-TO-LEFT MARK)"),
+    ],
+)
+def test_invisible_and_direction_changing_characters_in_a_web_address_are_refused(url, character):
+    with pytest.raises(ValidationError) as error:
+        make_site(url=url).clean_fields()
+    message = f"Remove the invisible character {character}: it can disguise the text."
+    assert message in error.value.message_dict["url"]
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        # Whole-script and mixed-script look-alikes of paypal.com: stored (and so shown) as
+        # punycode, which no one mistakes for the real name.
+        ("https://раураl.com", "https://xn--l-7sba6dbr.com"),  # Cyrillic р, а, у
+        ("https://pаypal.com/login", "https://xn--pypal-4ve.com/login"),  # one Cyrillic а
+        ("https://Bücher.example/ü", "https://xn--bcher-kva.example/ü"),  # paths stay as they are
+        ("https://straße.de:8443", "https://xn--strae-oqa.de:8443"),  # ß stays ß, as browsers do
+        ("https://ＰＡＹＰＡＬ.com", "https://paypal.com"),  # full-width letters are plain ones
+    ],
+)
+def test_host_names_are_stored_in_ascii(url, stored):
+    assert normalize_url(url) == stored
+    site = make_site(url=url)
+    site.clean_fields()
+    assert site.url == stored
+    assert site.domain == urlsplit(stored).hostname
+
+
+@pytest.mark.django_db
+def test_the_unicode_and_the_punycode_spelling_of_a_host_are_one_site():
+    make_site(url="https://xn--bcher-kva.example").save()
+    with pytest.raises(ValidationError) as error:
+        make_site(url="https://BÜCHER.example/").full_clean()
+    assert error.value.message_dict["url"] == [DUPLICATE]
+
+
+@pytest.mark.django_db
+def test_a_row_stored_with_a_unicode_host_is_shown_in_ascii():
+    site = Site.objects.create(name="Old", url="https://example.com", description="x")
+    Site.objects.filter(pk=site.pk).update(url="https://раураl.com")  # as before hosts were converted
+    site.refresh_from_db()
+    assert site.domain == "xn--l-7sba6dbr.com"
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+@pytest.mark.parametrize("character", ["\u202e", "\u202d", "\u2067", "\u200b", "\u2060", "\ufeff", "\u00ad"])
+def test_invisible_and_direction_changing_characters_in_text_are_refused(field, character):
+    with pytest.raises(ValidationError) as error:
+        make_site(**{field: f"Pay{character}pal"}).full_clean(validate_unique=False)
+    assert f"U+{ord(character):04X}" in error.value.message_dict[field][0]
+
+
+def test_joiners_that_scripts_and_emoji_need_are_kept_in_text():
+    site = make_site(name="می\u200cخواهم", description="Family \U0001f468\u200d\U0001f469\u200d\U0001f467")
+    site.full_clean(validate_unique=False)
+
+
+# Latin, Cyrillic look-alikes, full-width letters, "@", "\", ":" and invisible characters.
+LOOK_ALIKES = "paylоаур.-ü@\\:Ｐ\u202e\u200b\u200d"
+
+
+@given(st.one_of(st.text(), st.text(alphabet=LOOK_ALIKES, min_size=1)), st.text())
+def test_whatever_address_is_accepted_shows_where_it_leads(host, rest):
+    site = make_site(url=f"https://{host}.com/{rest}")
+    try:
+        site.clean_fields()
+    except ValidationError:
+        return
+    netloc = urlsplit(site.url).netloc
+    assert netloc.isascii() and "@" not in netloc and "\\" not in netloc
+    assert not [char for char in site.url if unicodedata.category(char) == "Cf"]

@@ -1,39 +1,53 @@
 # Everyday commands. `make up` brings the site up; `make test` runs every test.
 .PHONY: up down logs shell manage lock test lint bench dev
 
+.DEFAULT_GOAL := help
+.PHONY: help env data dev-container screenshots
+
 COMPOSE ?= docker compose
 PYTHON ?= python3
 VENV := .venv
 # The base image for `make lock` is the one the container builds on (PYTHON_IMAGE in .env, if set).
 PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),python:3.14-alpine)
 
-up: .env static  ## build the image and start the site, waiting until it is healthy
-	$(COMPOSE) up -d --build --wait
-	@echo "The site is up: http://127.0.0.1:6868/  (put the nginx site in front of it: see README)"
+up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
+	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
+		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
+		COMPOSE="$(COMPOSE)" scripts/up.sh
 
-.env:  ## first run: a private copy of the example settings with a fresh SECRET_KEY
+env:  ## write .env for production: .env.example with a fresh SECRET_KEY (never overwrites one)
+	@test ! -e .env || { echo "make env: .env exists already; edit it (see .env.example)"; exit 1; }
 	@sed "s|^SECRET_KEY=.*|SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')|" \
 		.env.example > .env
 	@chmod 600 .env
-	@echo "Created .env with a new SECRET_KEY. Set ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and DB_* in it,"
-	@echo "then run 'make up' again."
+	@echo "Created .env (the production example, with a new SECRET_KEY). Set ALLOWED_HOSTS,"
+	@echo "CSRF_TRUSTED_ORIGINS and DB_* in it (README: Deploying to a VPS), then run 'make up'."
+
+.env:  # a target that needs production settings writes them, then stops so they are reviewed
+	@$(MAKE) --no-print-directory env
 	@false
+
+data:  ## the trial's folder (SQLite, generated SECRET_KEY), owned by the container's user like ./static
+	mkdir -p data
+	chown 33:33 data 2>/dev/null || sudo chown 33:33 data
 
 static:  ## the static bind mount, owned by the container's user (33:33, www-data) before Docker makes it root's
 	mkdir -p static
 	chown 33:33 static 2>/dev/null || sudo chown 33:33 static
 
-down:
+down:  ## stop and remove the site's container
 	$(COMPOSE) down
 
-logs:
+logs:  ## follow the site's log
 	$(COMPOSE) logs -f
 
-shell:
+shell:  ## Django's shell inside the running container
 	$(COMPOSE) exec app python manage.py shell
 
-manage:  ## make manage ARGS="createsuperuser"
-	$(COMPOSE) run --rm app python manage.py $(ARGS)
+# Without a terminal (CI, scripts), createsuperuser takes DJANGO_SUPERUSER_USERNAME/_EMAIL/_PASSWORD.
+manage:  ## a manage.py command in a new container: make manage ARGS="createsuperuser"
+	$(COMPOSE) run --rm $$(test -t 0 || echo -T) \
+		-e DJANGO_SUPERUSER_USERNAME -e DJANGO_SUPERUSER_EMAIL -e DJANGO_SUPERUSER_PASSWORD app python manage.py $(ARGS)
 
 lock:  ## compile requirements*.txt inside the base image: no local pip-tools needed
 	docker run --rm -v "$(CURDIR):/src" -w /src -e HOST_UID=$$(id -u) -e HOST_GID=$$(id -g) \
@@ -43,6 +57,15 @@ dev: $(VENV)/.installed  ## the site on this machine: runserver, SQLite in ./dat
 	DEBUG=true $(VENV)/bin/python manage.py migrate
 	$(VENV)/bin/python manage.py runserver
 
+dev-container: data  ## the site in a container with live reload: ./app and ./templates mounted, runserver
+	$(COMPOSE) -f docker-compose.yml -f compose.dev.yml up --build
+
+screenshots: $(VENV)/.installed  ## refresh docs/screenshots/ with the browser test (needs .ci/provision's tools)
+	SCREENSHOTS_DIR=docs/screenshots PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m pytest tests/e2e/test_browser.py
+
+help:  ## list the targets and what each does
+	@awk -F':.*## ' '/^[a-z][a-z.-]*:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --require-hashes -r requirements-dev.txt
@@ -51,7 +74,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 test: $(VENV)/.installed  ## the whole suite, against a real PostgreSQL (a throwaway one if DB_* is unset)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

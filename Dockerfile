@@ -3,7 +3,7 @@
 #
 # Alpine by default: the smallest official Python base. The same file builds on Debian by changing
 # this one argument, e.g. --build-arg PYTHON_IMAGE=python:3.14-slim, or the offline base image
-# (docker/build-offline-base.sh) where no registry can be reached.
+# (scripts/build-offline-base.sh) where no registry can be reached. The one place the default is named.
 ARG PYTHON_IMAGE=python:3.14-alpine
 
 # ---------------------------------------------------------------------------------------------
@@ -48,8 +48,7 @@ WORKDIR /app
 
 # Run as an unprivileged numeric user: 33:33 is www-data on Debian/Ubuntu hosts, so files written to
 # the static bind mount belong to the host's web server user. Numeric, as Alpine's www-data is 82.
-ARG APP_UID=33 APP_GID=33
-USER ${APP_UID}:${APP_GID}
+USER 33:33
 
 # No .pyc writes (the root filesystem is read-only; .pyc were compiled at build time), unbuffered
 # logs straight to Docker, the venv first on PATH, the app importable for gunicorn's config, and
@@ -62,6 +61,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 EXPOSE 6868
 # Liveness without curl: the image's own Python asks /healthz (answered without touching the database).
+# The one source of the probe and its timings, for compose and any other runner. Every 5 s: also how
+# soon `up --wait` can see "healthy" (start_interval would need engine >= 25). The first 60 s, while
+# start-up waits for the database and migrates, failures do not count.
 HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/healthz', timeout=4)"]
 # gunicorn's graceful shutdown: finish in-flight requests, then exit (SIGINT/SIGQUIT would not wait).

@@ -7,8 +7,9 @@
 COMPOSE ?= docker compose
 PYTHON ?= python3
 VENV := .venv
-# The base image for `make lock` is the one the container builds on (PYTHON_IMAGE in .env, if set).
-PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),python:3.14-alpine)
+# The base image the container builds on, for `make lock` and the tests: PYTHON_IMAGE from the
+# environment, else from .env, else the Dockerfile's default (the one place it is named).
+PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),$(shell sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile))
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
 	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
@@ -51,7 +52,7 @@ manage:  ## a manage.py command in a new container: make manage ARGS="createsupe
 
 lock:  ## compile requirements*.txt inside the base image: no local pip-tools needed
 	docker run --rm -v "$(CURDIR):/src" -w /src -e HOST_UID=$$(id -u) -e HOST_GID=$$(id -g) \
-		$(PYTHON_IMAGE) sh docker/pip-compile.sh
+		$(PYTHON_IMAGE) sh scripts/pip-compile.sh
 
 dev: $(VENV)/.installed  ## the site on this machine: runserver, SQLite in ./data, DEBUG on, no configuration
 	DEBUG=true $(VENV)/bin/python manage.py migrate
@@ -72,11 +73,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 test: $(VENV)/.installed  ## the whole suite, against a real PostgreSQL (a throwaway one if DB_* is unset)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see bench/)
-	$(VENV)/bin/python -m bench
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m bench

@@ -81,7 +81,7 @@ def measure(table, stack, nginx):
 
 def main():
     began = time.monotonic()
-    run(["sh", "docker/build-offline-base.sh", BASE_IMAGE], cwd=REPO, timeout=1800)  # no-op if present
+    run(["sh", "scripts/build-offline-base.sh", BASE_IMAGE], cwd=REPO, timeout=1800)  # no-op if present
     info, table = machine(), Table()
     info["before the run"] = busy()
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))

@@ -13,7 +13,8 @@ try:
     # Trust X-Forwarded-For/-Proto only from the Docker bridge: requests from the host's nginx reach
     # the container from the bridge gateway, not 127.0.0.1. Without this, uvicorn ignores the
     # headers and Django never learns a request came over HTTPS. (CIDR needs gunicorn >= 24.1.)
-    forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "172.31.68.0/24")
+    # docker-compose.yml sets it to the bridge subnet; without it, only loopback (gunicorn's default).
+    forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
     graceful_timeout = env_int("GRACEFUL_TIMEOUT", 25, minimum=1)
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")

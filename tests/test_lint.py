@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHELL_SCRIPTS = [*sorted((REPO / "docker").glob("*.sh")), REPO / ".ci/run", REPO / ".ci/provision"]
+SHELL_SCRIPTS = [
+    *sorted(REPO.glob("docker/*.sh")),  # what enters the image
+    *sorted(REPO.glob("scripts/*.sh")),  # tooling: deploy, lock, the offline base image
+    REPO / ".ci/run",
+    REPO / ".ci/provision",
+]
 
 
 def tool(name):

@@ -3,8 +3,9 @@
 # python:3.14-alpine cannot be pulled from a registry. It stands in for python:*-slim:
 # Python 3 with venv and headers, on Debian, tagged for the Dockerfile's PYTHON_IMAGE argument.
 #
-#   docker/build-offline-base.sh [TAG]      default TAG: sitekit/python:3.13-trixie
-#   docker compose build --build-arg PYTHON_IMAGE=TAG   (or PYTHON_IMAGE=TAG in .env)
+#   scripts/build-offline-base.sh [TAG]     prints the tag (default: the one below) on stdout
+#   PYTHON_IMAGE=TAG in .env (or the shell), then build as usual
+# A tooling script: it never enters the image (docker/ holds what does).
 #
 # Needs root (mmdebstrap unpacks as root), mmdebstrap and a Docker engine; reaches only Debian's mirror.
 set -eu
@@ -15,7 +16,8 @@ suite=${DEBIAN_SUITE:-trixie}   # trixie ships Python 3.13, the newest Debian ha
 host_ca=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 if docker image inspect "$tag" >/dev/null 2>&1 && [ -z "${REBUILD:-}" ]; then
-  echo "base image $tag exists (REBUILD=1 to build it again)"
+  echo "base image $tag exists (REBUILD=1 to build it again)" >&2
+  echo "$tag"
   exit 0
 fi
 
@@ -39,4 +41,5 @@ docker import \
   --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/host-ca-bundle.crt' \
   --change 'CMD ["python3"]' \
   "$tarball" "$tag" >/dev/null
-echo "built $tag: $(docker run --rm "$tag" python --version)"
+echo "built $tag: $(docker run --rm "$tag" python --version)" >&2
+echo "$tag"

@@ -124,6 +124,11 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+# Both are opt-in (.env.example): includeSubDomains breaks any subdomain still on plain HTTP and
+# preload is a months-long commitment, so check --deploy's reminders to turn them on are silenced.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+if SECURE_HSTS_PRELOAD and not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    raise ConfigError("HSTS_PRELOAD=true needs HSTS_INCLUDE_SUBDOMAINS=true (the preload list requires it)")
 # Only for a WSGI server behind a proxy: trust X-Forwarded-Proto from whoever reaches the app.
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

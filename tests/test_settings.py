@@ -56,6 +56,7 @@ def test_the_production_example_passes_the_deployment_checks():
         pytest.param("SECRET_KEY", {"SECRET_KEY": "too-short-to-sign-anything"}, id="short-secret-key"),
         pytest.param("DEBUG", {"DEBUG": "maybe"}, id="garbage-debug"),
         pytest.param("HTTPS", {"HTTPS": "yes please"}, id="garbage-https"),
+        pytest.param("HSTS_PRELOAD", {"HSTS_PRELOAD": "true"}, id="preload-without-subdomains"),
         pytest.param("DB_PORT", {"DB_PORT": "5432/tcp"}, id="malformed-db-port"),
         pytest.param(
             "CSRF_TRUSTED_ORIGINS",

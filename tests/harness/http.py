@@ -3,28 +3,51 @@ followed, TLS certificates not checked (the tests' own self-signed ones), and a 
 for cookies and forms. Standard library only."""
 
 import http.client
+import random
 import re
+import socket
 import ssl
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 
 def request(
-    port, path="/", *, method="GET", body=None, headers=None, https=False, host="localhost", timeout=30
+    port,
+    path="/",
+    *,
+    method="GET",
+    body=None,
+    headers=None,
+    https=False,
+    host="localhost",
+    timeout=30,
+    source="127.0.0.1",
 ):
-    """Returns (status, headers, text). Connection errors propagate (see status())."""
+    """Returns (status, headers, text). Connection errors propagate (see status()).
+    host is the Host header and, over HTTPS, the SNI name, as a browser sends both (nginx refuses
+    a handshake without a name it serves). source is the client's address: any of 127.0.0.0/8 is
+    this machine, and nginx's per-client limits count each as a client of its own."""
     if https:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the test's own certificate
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
     else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    # Connect to 127.0.0.1 whatever the host name (the name still goes into SNI and Host).
+    conn._create_connection = lambda *_: socket.create_connection(("127.0.0.1", port), timeout, (source, 0))
     try:
         conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
         response = conn.getresponse()
         return response.status, response.headers, response.read().decode("utf-8", "replace")
     finally:
         conn.close()
+
+
+def fresh_client():
+    """A loopback address of its own for a test's requests (request(source=...)): nginx limits POSTs
+    and requests in progress per client address, so a test that posts more than a few forms, or
+    holds connections open, must not spend 127.0.0.1's allowance, which the other tests share."""
+    return f"127.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 def status(port, path="/healthz", **options):
@@ -40,15 +63,17 @@ class Browser:
     """Requests through nginx over HTTPS as a browser makes them: a cookie jar, and Origin and
     Referer headers naming the page a form was posted from. (Not a real browser: that is selenium's.)"""
 
-    def __init__(self, nginx):
-        self.nginx = nginx
+    def __init__(self, nginx, source="127.0.0.1"):
+        self.nginx, self.source = nginx, source  # source: the client's address (see request())
         self.origin = f"https://localhost:{nginx.https_port}"
         self.cookies = SimpleCookie()  # every cookie received, with its attributes
 
     def request(self, path, *, method="GET", body=None, headers=None):
         jar = "; ".join(f"{name}={morsel.value}" for name, morsel in self.cookies.items())
         headers = {**({"Cookie": jar} if jar else {}), **(headers or {})}
-        status, response_headers, text = self.nginx.request(path, method=method, body=body, headers=headers)
+        status, response_headers, text = self.nginx.request(
+            path, method=method, body=body, headers=headers, source=self.source
+        )
         for header in response_headers.get_all("Set-Cookie") or []:
             self.cookies.load(header)
         return status, response_headers, text

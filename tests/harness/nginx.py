@@ -45,9 +45,10 @@ class Nginx:
         self.upstream.write_text(shipped.replace("127.0.0.1:6868;", f"127.0.0.1:{stack.port};"))
         site = (REPO / "nginx/sitekit.conf").read_text()
         replacements = {
-            r"listen 80;": f"listen 127.0.0.1:{self.http_port};",
-            r"listen 443 ssl( http2)?;": f"listen 127.0.0.1:{self.https_port} ssl\\1;",
+            r"listen 80\b": f"listen 127.0.0.1:{self.http_port}",  # options (ssl, default_server) kept
+            r"listen 443\b": f"listen 127.0.0.1:{self.https_port}",
             r"listen \[::\]:\d+[^;]*;": "",
+            r"server_name example\.com www\.example\.com;": "server_name localhost;",
             r"/etc/nginx/sitekit-upstream\.conf": str(self.upstream),
             r"root /srv/sitekit;": f"root {stack.dir};",
             r"/etc/letsencrypt/live/example\.com/fullchain\.pem": str(self.cert),

@@ -3,7 +3,9 @@
 /healthz: the process serves requests; touches nothing else (Docker's HEALTHCHECK uses it, so a
 database outage does not get a healthy container restarted).
 /readyz: the process can do real work; one cheap query, 503 with a short JSON reason when the
-database cannot be reached.
+database cannot be reached. Only for the machine itself (deploys, monitoring on the host): a request
+that came through nginx, which always sets X-Forwarded-For, is routed like any other page (host
+check, then 404), so the public cannot make the site open database connections on demand.
 """
 
 import logging
@@ -39,6 +41,8 @@ class HealthCheckMiddleware:
 
     def __call__(self, request):
         probe = PROBES.get(request.path)
+        if probe is readiness and "HTTP_X_FORWARDED_FOR" in request.META:
+            probe = None  # proxied: from the internet, not from this machine
         if probe is not None and request.method in ("GET", "HEAD"):
             response = probe()
             response["Cache-Control"] = "no-store"

@@ -7,7 +7,7 @@ with one line naming the variable. .env.example documents each variable.
 from pathlib import Path
 
 from app import trial
-from app.env import ConfigError, env_bool, env_int, env_list, env_str
+from app.env import ConfigError, env_addresses, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
 
@@ -53,7 +53,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: probes answer before host validation and HTTPS redirects, so Docker's HEALTHCHECK
+    # Outermost, so every answer (probes included) names the revision that served it.
+    "app.revision.RevisionMiddleware",
+    # Next: probes answer before host validation and HTTPS redirects, so Docker's HEALTHCHECK
     # (which knows no domain name and speaks plain HTTP) gets a real answer.
     "app.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -63,12 +65,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A query cancelled by DB_STATEMENT_TIMEOUT: 503 with a page that says why (app/database.py).
+    "app.database.StatementTimeoutMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
 ASGI_APPLICATION = "app.asgi.application"
 WSGI_APPLICATION = "app.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Accounts ---------------------------------------------------------------------------------
+# Admin passwords: Django's standard rules (not like the user's details, not a common password, not
+# all digits) and 15 characters at least, NIST SP 800-63B-4's floor for a password that is the only
+# factor. Guessing is also slowed by nginx's limit_req and banned by fail2ban (app/logins.py).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 15},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 TEMPLATES = [
     {
@@ -86,9 +104,15 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-# PostgreSQL on the host when DB_NAME is set; DB_HOST is a host name (host.docker.internal from
-# the container) or a socket directory such as /var/run/postgresql. Without DB_NAME: SQLite in
-# DATA_DIR, the embedded default for a first run.
+# PostgreSQL on the host when DB_NAME is set. DB_HOST is a socket directory (/var/run/postgresql,
+# mounted by docker-compose.yml: peer authentication, no password; DB_PORT 5432 is PostgreSQL,
+# 6432 pgbouncer) or a host name for a database on another machine (with DB_PASSWORD). Without
+# DB_NAME: SQLite in DATA_DIR, the embedded default for a first run.
+# Seconds any one statement may run before PostgreSQL cancels it (0: no limit); the page then
+# says so (app/database.py). 10 s is hundreds of times what this site's queries take, and well
+# under nginx's 30 s proxy_read_timeout, so a visitor sees the site's explanation, not a 504.
+# migrate lifts it for its own connection: schema changes on big tables may take longer.
+DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 10, minimum=0)
 if DB_NAME:
     DATABASES = {
         "default": {
@@ -140,8 +164,10 @@ for origin in CSRF_TRUSTED_ORIGINS:
         raise ConfigError(f"CSRF_TRUSTED_ORIGINS: {origin!r} needs a scheme, e.g. https://{origin}")
 
 # --- Static files -----------------------------------------------------------------------------
-# collectstatic writes to STATIC_ROOT (a bind mount from the host) and nginx serves it. Hashed
-# names (style.3f2a9c.css) change with the content, so nginx can tell browsers to cache forever.
+# collectstatic writes to STATIC_ROOT: in the image that is /app/collected, filled at build time
+# with the manifest this version renders from; the entrypoint publishes the files to the bind mount
+# nginx serves (publish_static). Hashed names (style.3f2a9c.css) change with the content, so nginx
+# can tell browsers to cache forever.
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "static")))
 STORAGES = {
@@ -163,6 +189,11 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who gets a mail with the traceback when a page fails (500): "Jane Doe <jane@example.com>, ...".
+ADMINS = env_addresses("ADMINS", "")
+# Seconds an SMTP conversation may take: error reports are sent from the failing request itself, so
+# a mail server that accepts connections but never answers must not hold that worker for good.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 
 # --- Internationalisation ---------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -180,11 +211,17 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}
+        "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"},
+        "null": {"class": "logging.NullHandler"},
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    # Requests for other host names (scanners probing by IP) still get 400, without a traceback each.
-    "loggers": {"django.security.DisallowedHost": {"handlers": [], "propagate": False}},
+    "loggers": {
+        # Requests for other host names (scanners probing by IP) get 400 and the access log's line,
+        # nothing more: with no handler at all Python's last resort would print a ~2 KB traceback.
+        "django.security.DisallowedHost": {"handlers": ["null"], "propagate": False},
+        # Failed logins, the lines fail2ban bans on (fail2ban/): kept whatever LOG_LEVEL says.
+        "app.logins": {"level": "WARNING"},
+    },
 }
 
 # --- The site ---------------------------------------------------------------------------------

@@ -23,9 +23,13 @@ except ConfigError as exc:
 bind = "0.0.0.0:6868"
 worker_class = "app.workers.DjangoUvicornWorker"  # uvicorn's worker, lifespan off (app/workers.py)
 
-# On SIGTERM, in-flight requests get this long to finish. Kept below compose's stop_grace_period
-# (30 s), so gunicorn exits by itself before Docker resorts to SIGKILL.
-# A request running longer than this is cut off (and the worker restarted).
+# graceful_timeout (above): on SIGTERM, in-flight requests get this long to finish. Kept below
+# compose's stop_grace_period (30 s), so gunicorn exits by itself before Docker resorts to SIGKILL.
+# timeout is NOT a request deadline under the Uvicorn worker: views run in threads while the event
+# loop keeps touching the heartbeat file, so a slow request is never cut off (a 9 s view under
+# timeout = 4 still answered 200). It catches a worker whose event loop is stuck this long, which
+# gunicorn kills and replaces. Requests are bounded by PostgreSQL's statement_timeout
+# (DB_STATEMENT_TIMEOUT) and, for the client, nginx's proxy_read_timeout.
 timeout = 60
 keepalive = 5  # seconds an idle keep-alive connection from nginx stays open
 

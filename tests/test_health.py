@@ -47,3 +47,18 @@ def test_readyz_is_503_with_a_reason_when_the_database_is_unreachable(client, ca
     # Liveness is unaffected: a database outage must not get the container restarted.
     with mock.patch.object(connection, "cursor", side_effect=refused):
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_readyz_through_nginx_is_an_ordinary_unknown_page(client, django_assert_num_queries):
+    # nginx always sets X-Forwarded-For: such a request came from the internet, and gets neither the
+    # database's state nor a database connection opened for it.
+    with django_assert_num_queries(0):
+        response = client.get("/readyz", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert response.status_code == 404
+    assert b"status" not in response.content
+    # ... and no longer skips the host check.
+    proxied = {"HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    assert client.get("/readyz", HTTP_HOST="203.0.113.1", **proxied).status_code == 400
+    # /healthz stays answered either way: it touches nothing.
+    assert client.get("/healthz", **proxied).status_code == 200

@@ -1,0 +1,64 @@
+"""Error reports reach ADMINS by mail, and a dead mail server cannot hold a request."""
+
+import socket
+from unittest import mock
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from app.env import env_addresses
+from app.models import Site
+from tests.test_settings import assert_one_line_naming, manage
+
+
+def test_admins_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ADMINS", "Jane Doe <jane@example.com>, ops@example.com,<noc@example.com>")
+    assert env_addresses("ADMINS") == [
+        ("Jane Doe", "jane@example.com"),
+        ("ops@example.com", "ops@example.com"),
+        ("noc@example.com", "noc@example.com"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jane",
+        "Jane Doe <jane@example.com",
+        "jane@example.com ops@example.com",  # a comma forgotten
+        "Doe, Jane <jane@example.com>",  # a comma inside a name: two items, "Doe" no address
+    ],
+)
+def test_garbage_in_admins_stops_the_site_with_one_line(value):
+    assert_one_line_naming(manage("check", ADMINS=value), "ADMINS")
+
+
+def test_a_non_numeric_email_timeout_stops_the_site_with_one_line():
+    assert_one_line_naming(manage("check", EMAIL_TIMEOUT="10s"), "EMAIL_TIMEOUT")
+
+
+@pytest.mark.django_db
+def test_a_failing_page_mails_its_report_to_admins(settings, monkeypatch):
+    monkeypatch.setenv("ADMINS", "Jane Doe <jane@example.com>, ops@example.com")
+    settings.ADMINS = env_addresses("ADMINS")  # as app/settings.py reads it
+    client = Client(raise_request_exception=False)  # as a visitor: the 500 page, not the exception
+    with mock.patch.object(Site.objects, "filter", side_effect=RuntimeError("the home page broke")):
+        response = client.get("/")
+    assert response.status_code == 500
+    [report] = mail.outbox
+    assert report.to == ["jane@example.com", "ops@example.com"]
+    assert "Internal Server Error: /" in report.subject
+    assert "the home page broke" in report.body
+
+
+def test_a_mail_server_that_never_answers_times_out_instead_of_hanging():
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        code = "from django.core.mail import send_mail; send_mail('s', 'b', None, ['ops@example.com'])"
+        # Without a timeout smtplib waits for the greeting forever: the subprocess timeout ends it.
+        result = manage("shell", "-c", code, EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(port), EMAIL_TIMEOUT="1")
+    assert result.returncode != 0
+    assert "timed out" in result.stderr.splitlines()[-1]

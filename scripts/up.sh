@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 compose=${COMPOSE:-docker compose}
 timeout=${UP_TIMEOUT:-180}  # seconds: the first start migrates; a database may still be booting
 
-setting() { # NAME DEFAULT: the environment first, then .env (as compose reads them), then DEFAULT
-  value=$(printenv "$1" || sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
+site_setting() { # NAME DEFAULT: from .env, as the container gets it (env_file), else DEFAULT
+  value=$(sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
+  echo "${value:-$2}"
+}
+compose_setting() { # NAME DEFAULT: as compose interpolates ${NAME}: the environment, then .env
+  value=$(printenv "$1" || site_setting "$1" "$2")
   echo "${value:-$2}"
 }
 
@@ -42,14 +46,14 @@ while :; do
   sleep 1
 done
 
-port=$(setting APP_PORT 6868)
-if [ -z "$(setting DB_NAME '')" ]; then
+port=$(compose_setting APP_PORT 6868)
+if [ -z "$(site_setting DB_NAME '')" ]; then
   echo "The site is up (trial setup): http://127.0.0.1:$port/"
   echo "Admin user: make manage ARGS=createsuperuser.  For production: make env, then README."
 else
-  host=$(setting ALLOWED_HOSTS localhost | cut -d, -f1 | tr -d ' ')
+  host=$(site_setting ALLOWED_HOSTS localhost | cut -d, -f1 | tr -d ' ')
   scheme=http
-  case $(setting HTTPS false) in [Tt]rue | 1 | [Yy]es | [Oo]n) scheme=https ;; esac
+  case $(site_setting HTTPS false) in [Tt]rue | 1 | [Yy]es | [Oo]n) scheme=https ;; esac
   echo "The site is up on 127.0.0.1:$port, for nginx to serve as $scheme://$host/"
   echo "  (install nginx/sitekit.conf: README, Deploying to a VPS). Check it from here:"
   echo "  curl -H 'Host: $host' http://127.0.0.1:$port/readyz"

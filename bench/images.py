@@ -29,11 +29,13 @@ def size_mb(image):
 
 
 def single_stage(dockerfile):
-    """The final stage's instructions run on top of the build stage instead of a fresh base, so the
-    compiler, headers and pip's leftovers stay; its COPY --from=build lines have nothing to do."""
-    build, final = dockerfile.split("\nFROM ${PYTHON_IMAGE}\n")
-    kept = [line for line in final.splitlines() if not line.startswith("COPY --from=build")]
-    return build + "\n" + "\n".join(kept) + "\n"
+    """The runtime stage's instructions run on top of the build stage instead of a fresh base, so the
+    compiler, headers and pip's leftovers stay; its COPY --from=build lines have nothing to do.
+    Later stages (FROM runtime ...) are kept as they are."""
+    build, fresh_base, runtime = dockerfile.partition("\nFROM ${PYTHON_IMAGE} AS runtime\n")
+    assert fresh_base, "the Dockerfile has no `FROM ${PYTHON_IMAGE} AS runtime` stage: update bench/images.py"
+    kept = [line for line in runtime.splitlines() if not line.startswith("COPY --from=build")]
+    return build + "\nFROM build AS runtime\n" + "\n".join(kept) + "\n"
 
 
 def measure(stack):

@@ -1,17 +1,19 @@
 """What serves the home page: the shipped gunicorn worker and the alternatives (a different command
-for the same image), and prototypes of changes (a patch to a copy of the repository, built as an
-image of its own). The deployment files themselves are never edited."""
+for the same image), and prototypes of changes (bench/prototypes/: a patch to a copy of the
+repository and/or a layer on top of its image, built as an image of its own). The deployment
+files themselves are never edited."""
 
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.harness import BASE_IMAGE, record_build, run, tag, wait_for
 from tests.harness.http import status
 
-IMAGE = tag("sitekit-bench")  # the shipped code; patched images are tag("sitekit-bench-<name>")
+IMAGE = tag("sitekit-bench")  # the shipped code; a prototype's image is tag("sitekit-bench-<name>")
+PROTOTYPE_FILES = Path(__file__).with_name("prototypes")
 GUNICORN = ("gunicorn", "--config", "docker/gunicorn.conf.py")  # the CMD; flags after it win
 GTHREAD = ("--worker-class", "gthread", "--threads", "4", "app.wsgi:application")
 
@@ -20,90 +22,11 @@ GTHREAD = ("--worker-class", "gthread", "--threads", "4", "app.wsgi:application"
 class Setup:
     label: str
     args: tuple = ()  # gunicorn's arguments after the config file; () keeps the image's CMD
-    patch: Callable | None = None  # a prototype: edits a copy of the repository
-    name: str = ""  # the patched image's tag suffix
+    prototype: str = ""  # bench/prototypes/<prototype>.patch and/or .Dockerfile; "" = shipped code
 
     @property
     def image(self):
-        return tag(f"sitekit-bench-{self.name}") if self.patch else IMAGE
-
-
-def replace(path, old, new):
-    text = path.read_text()
-    assert old in text, f"{path} no longer contains {old!r}: update bench/setups.py"
-    path.write_text(text.replace(old, new, 1))
-
-
-def async_health(repo):
-    """HealthCheckMiddleware able to run async too. Sync-only, it makes Django bounce every request
-    from the event loop to a thread (for it) and back to the loop (for the async-capable rest)."""
-    path = repo / "app/health.py"
-    head, _ = path.read_text().split("class HealthCheckMiddleware:")
-    path.write_text(head + ASYNC_HEALTH)
-
-
-ASYNC_HEALTH = """
-from asgiref.sync import iscoroutinefunction, sync_to_async
-from django.utils.decorators import sync_and_async_middleware
-
-
-def answer(request):
-    response = PROBES[request.path]()
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-def is_probe(request):
-    return request.path in PROBES and request.method in ("GET", "HEAD")
-
-
-@sync_and_async_middleware
-def HealthCheckMiddleware(get_response):
-    if iscoroutinefunction(get_response):
-        async def middleware(request):  # /readyz queries the database: synchronous, in a thread
-            return await (sync_to_async(answer)(request) if is_probe(request) else get_response(request))
-    else:
-        def middleware(request):
-            return answer(request) if is_probe(request) else get_response(request)
-    return middleware
-"""
-
-
-def uvloop(repo):
-    """uvicorn's compiled event loop and HTTP parser (what uvicorn[standard] adds); its worker's
-    "auto" settings pick them up when installed."""
-    pip = "RUN pip install --require-hashes -r /tmp/requirements.txt"
-    replace(repo / "Dockerfile", pip, f"{pip}\nRUN pip install uvloop==0.23.0 httptools==0.9.0")
-
-
-def persistent_connections(repo):
-    """One PostgreSQL connection per gthread thread, kept for a minute, instead of one per request
-    (safe under WSGI threads, unlike ASGI's thread per request)."""
-    settings = repo / "app/settings.py"
-    replace(settings, '"CONN_MAX_AGE": 0,', '"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True,')
-
-
-def connection_pool(repo):
-    """psycopg 3 and its connection pool (Django >= 5.1): connections shared by a worker's requests,
-    whatever thread runs them, so ASGI can reuse them too. Pure-Python psycopg: only libpq is needed."""
-    pip = "RUN pip install --require-hashes -r /tmp/requirements.txt"
-    replace(repo / "Dockerfile", pip, f"{pip}\nRUN pip install psycopg==3.3.9 psycopg-pool==3.3.3")
-    replace(
-        repo / "app/settings.py",
-        '"OPTIONS": {"connect_timeout"',
-        '"OPTIONS": {"pool": True, "connect_timeout"',
-    )
-
-
-def static_view(repo):
-    """Django serving STATIC_ROOT itself, to compare with nginx serving the same file."""
-    with open(repo / "app/urls.py", "a") as urls:
-        urls.write(
-            "\nfrom django.conf import settings\nfrom django.urls import re_path\n"
-            "from django.views.static import serve\n"
-            'urlpatterns.append(re_path(r"^static/(?P<path>.*)$", serve,'
-            ' {"document_root": settings.STATIC_ROOT}))\n'
-        )
+        return tag(f"sitekit-bench-{self.prototype}") if self.prototype else IMAGE
 
 
 SHIPPED = Setup("uvicorn worker (shipped)")
@@ -115,38 +38,48 @@ WORKERS = [  # the shipped worker and the alternatives: same image, same config 
         "gunicorn asgi (native)", ("--worker-class", "asgi", "--asgi-lifespan", "off", "app.asgi:application")
     ),
 ]
-PERSISTENT = dict(patch=persistent_connections, name="conn-max-age")
 PROTOTYPES = [  # changes to the shipped files, measured before anyone makes them
-    Setup("uvicorn + async-capable health middleware", patch=async_health, name="async-health"),
-    Setup("uvicorn + uvloop, httptools", patch=uvloop, name="uvloop"),
-    Setup("uvicorn + psycopg 3 connection pool", patch=connection_pool, name="pool"),
+    Setup("uvicorn + async-capable health middleware", prototype="async-health"),
+    Setup("uvicorn + uvloop, httptools", prototype="uvloop"),
+    Setup("uvicorn + psycopg 3 connection pool", prototype="pool"),
     # The same pool under gthread: ASGI against WSGI with the same driver.
-    Setup("gthread + psycopg 3 connection pool", GTHREAD, patch=connection_pool, name="pool"),
-    Setup("gthread + persistent DB connections", GTHREAD, **PERSISTENT),
+    Setup("gthread + psycopg 3 connection pool", GTHREAD, prototype="pool"),
+    Setup("gthread + persistent DB connections", GTHREAD, prototype="conn-max-age"),
     # max_requests 1000 recycles each worker every few seconds at these rates: a Django boot each time.
     Setup(
         "gthread + persistent DB connections + max_requests 10000",
         ("--max-requests", "10000", *GTHREAD),
-        **PERSISTENT,
+        prototype="conn-max-age",
     ),
 ]
-DJANGO_STATIC = Setup("uvicorn + django.views.static.serve", patch=static_view, name="static-view")
-IMAGES = {setup.image: setup for setup in [*PROTOTYPES, DJANGO_STATIC] if setup.patch}  # to build
+DJANGO_STATIC = Setup("uvicorn + django.views.static.serve", prototype="static-view")
+IMAGES = {setup.image: setup for setup in [*PROTOTYPES, DJANGO_STATIC]}  # to build
 
 
-def docker_build(context, tag, dockerfile="Dockerfile"):
+def docker_build(context, image, dockerfile="Dockerfile", **build_args):
     """With BuildKit, as compose builds: the layers the compose build cached are reused."""
-    args = ["-q", "-f", context / dockerfile, "-t", tag, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}"]
+    args = ["-q", "-f", Path(context) / dockerfile, "-t", image]
+    for name, value in {"PYTHON_IMAGE": BASE_IMAGE, **build_args}.items():
+        args += ["--build-arg", f"{name}={value}"]
     run(["docker", "build", *args, context], env={**os.environ, "DOCKER_BUILDKIT": "1"}, timeout=900)
-    record_build(tag)
+    record_build(image)  # removed with the session's other images
 
 
 def build(stack, setup):
-    """A patched copy of the stack's repository, built as setup.image."""
-    src = stack.dir.parent / f"build-{setup.name}"
-    shutil.copytree(stack.dir, src)  # .dockerignore keeps its .env and static/ out of the build
-    setup.patch(src)
-    docker_build(src, setup.image)
+    """setup.image: the stack's code with <name>.patch applied, built as the shipped image is, then
+    <name>.Dockerfile's layer on top of it (on the shipped image when there is no patch)."""
+    name, base = setup.prototype, IMAGE
+    patch, layer = PROTOTYPE_FILES / f"{name}.patch", PROTOTYPE_FILES / f"{name}.Dockerfile"
+    assert patch.exists() or layer.exists(), f"bench/prototypes/ has no {name}.patch or {name}.Dockerfile"
+    if patch.exists():
+        src = stack.dir.parent / f"build-{name}"
+        shutil.copytree(stack.dir, src)  # .dockerignore keeps its .env and static/ out of the build
+        applied = run(["patch", "-p1", "--forward", "-i", patch], cwd=src, check=False)
+        assert applied.returncode == 0, f"{patch} no longer applies: refresh it\n{applied.stdout}"
+        docker_build(src, setup.image)
+        base = setup.image
+    if layer.exists():
+        docker_build(PROTOTYPE_FILES, setup.image, layer.name, BASE=base)
 
 
 def use(stack, setup):

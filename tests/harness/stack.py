@@ -93,7 +93,7 @@ def cleanup():
     """Remove this session's images: its tags and every id recorded. The build cache stays, so the
     next run rebuilds in seconds."""
     listed = run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
-    ours = [image for image in listed if image.endswith(f"-{SESSION}:latest")]
+    ours = [image for image in listed if image.rpartition(":")[0].endswith(f"-{SESSION}")]
     if ours or _images_built:
         run(["docker", "image", "rm", "--force", *ours, *_images_built], check=False)
 

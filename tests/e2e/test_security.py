@@ -1,15 +1,13 @@
 """The container's security posture, as shipped: checked from Docker's view and from inside."""
 
 import gzip
-import ipaddress
 import json
 import secrets
 import tarfile
 
 import pytest
 
-from tests.harness import Stack, run, site_env
-from tests.harness.http import status
+from tests.harness import Stack, run
 
 
 def exec_in(stack, *argv):
@@ -54,42 +52,6 @@ def test_the_port_is_published_on_loopback_only(stack):
 def test_the_deployment_checks_pass_inside_the_image(stack):
     result = stack.manage("check", "--deploy", "--fail-level", "WARNING")
     assert "no issues" in result.stdout
-
-
-def database_client_address(stack):
-    """The address PostgreSQL sees the app connect from: None over a unix socket."""
-    code = (
-        "from django.db import connection\n"
-        "with connection.cursor() as cursor:\n"
-        "    cursor.execute('SELECT inet_client_addr()')\n"
-        "    print(cursor.fetchone()[0])"
-    )
-    return stack.manage("shell", "-v", "0", "-c", code).stdout.strip()
-
-
-def test_the_shipped_stack_reaches_postgresql_over_tcp_via_host_docker_internal(stack):
-    environment = json.loads(stack.inspect("{{json .Config.Env}}"))
-    assert "DB_HOST=host.docker.internal" in environment
-    client = ipaddress.ip_address(database_client_address(stack))
-    assert client in ipaddress.ip_network(stack.subnet)  # a TCP peer on the stack's pinned subnet
-
-
-def test_postgresql_over_the_unix_socket_mount(stack, host_db, e2e_root):
-    """The documented alternative: DB_HOST=/var/run/postgresql and the socket mount uncommented
-    (with the host side pointed at the test cluster's socket directory)."""
-    env = site_env(host_db, 443, DB_HOST="/var/run/postgresql")
-    socket_stack = Stack(e2e_root, "sitekit-sec-socket", env=env, image=stack.image)
-    compose = socket_stack.dir / "docker-compose.yml"
-    documented = "# - /var/run/postgresql:/var/run/postgresql"
-    text = compose.read_text()
-    assert text.count(documented) == 1, "docker-compose.yml no longer documents the socket mount"
-    compose.write_text(text.replace(documented, f"- {host_db.socket_dir}:/var/run/postgresql"))
-    try:
-        socket_stack.up("--no-build")
-        assert status(socket_stack.port, "/readyz") == 200
-        assert database_client_address(socket_stack) == "None"
-    finally:
-        socket_stack.down()
 
 
 def found_in_image(tar_path, needles):

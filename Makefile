@@ -1,5 +1,5 @@
 # Everyday commands. `make up` brings the site up; `make test` runs every test.
-.PHONY: up down logs shell manage lock test lint bench dev
+.PHONY: up deploy rollback status down logs shell manage lock test lint bench dev
 
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots
@@ -12,6 +12,7 @@ VENV := .venv
 PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),$(shell sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile))
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
+	@scripts/deploy.sh guard-up
 	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
 		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
 		COMPOSE="$(COMPOSE)" scripts/up.sh
@@ -36,18 +37,28 @@ static:  ## the static bind mount, owned by the container's user (33:33, www-dat
 	mkdir -p static
 	chown 33:33 static 2>/dev/null || sudo chown 33:33 static
 
-down:  ## stop and remove the site's container
-	$(COMPOSE) down
+deploy: .env static  ## upgrade with no dropped request: build, prepare, switch nginx, stop the old (root)
+	scripts/deploy.sh deploy
+
+rollback:  ## the previous revision back in service, the same way (or REV=<revision>)
+	scripts/deploy.sh rollback $(REV)
+
+status:  ## which revision serves, the previous one, the health of each slot, the last deploys
+	scripts/deploy.sh status
+
+# These act on the serving slot (scripts/deploy.sh compose), whichever deploy put it there.
+down:  ## stop and remove both slots
+	scripts/deploy.sh down
 
 logs:  ## follow the site's log
-	$(COMPOSE) logs -f
+	scripts/deploy.sh compose logs -f
 
 shell:  ## Django's shell inside the running container
-	$(COMPOSE) exec app python manage.py shell
+	scripts/deploy.sh compose exec app python manage.py shell
 
 # Without a terminal (CI, scripts), createsuperuser takes DJANGO_SUPERUSER_USERNAME/_EMAIL/_PASSWORD.
 manage:  ## a manage.py command in a new container: make manage ARGS="createsuperuser"
-	$(COMPOSE) run --rm $$(test -t 0 || echo -T) \
+	scripts/deploy.sh compose run --rm $$(test -t 0 || echo -T) \
 		-e DJANGO_SUPERUSER_USERNAME -e DJANGO_SUPERUSER_EMAIL -e DJANGO_SUPERUSER_PASSWORD app python manage.py $(ARGS)
 
 lock:  ## compile requirements*.txt inside the base image: no local pip-tools needed

@@ -112,17 +112,17 @@ def test_path_traversal_out_of_static_serves_no_file(stack):
 
 
 def test_dotfiles_are_never_served(stack):
-    markers = [marker.name for marker in stack.static.glob(".prepared-*")]
-    assert markers, "the entrypoint left no .prepared-* marker in the static folder"
     token = secrets.token_hex(8)
     hidden, visible = stack.static / ".hidden", stack.static / "visible.txt"
+    # What the entrypoint's publish_static writes before renaming it into place: never served half-made.
+    partial = stack.static / f".style.0123456789ab.css.{token[:12]}.tmp"
     try:
-        hidden.write_text(token)
-        visible.write_text(token)
+        for path in (hidden, visible, partial):
+            path.write_text(token)
         # The contrast: the same content under an ordinary name is served.
         assert stack.nginx.request("/static/visible.txt")[::2] == (200, token)
         for path in [
-            f"/static/{markers[0]}",
+            f"/static/{partial.name}",
             "/static/.hidden",
             "/static/%2ehidden",
             "/.env",
@@ -132,8 +132,8 @@ def test_dotfiles_are_never_served(stack):
             assert status in (403, 404), path
             assert token not in body, path
     finally:
-        hidden.unlink(missing_ok=True)
-        visible.unlink(missing_ok=True)
+        for path in (hidden, visible, partial):
+            path.unlink(missing_ok=True)
 
 
 def test_a_form_post_without_a_valid_csrf_token_gets_403(stack):

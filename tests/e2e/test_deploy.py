@@ -1,0 +1,302 @@
+"""Upgrades and rollbacks (make deploy / make rollback, scripts/deploy.sh) on the real stack: the
+project's compose file in two slots, the project's nginx site switched between them, a host
+PostgreSQL, and continuous load through nginx over HTTPS while it happens."""
+
+import functools
+import os
+import re
+import secrets
+import subprocess
+import threading
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.harness import SESSION, Nginx, Stack, free_port, record_build, run, site_env
+from tests.harness.http import Browser, fresh_client
+from tests.harness.stack import free_subnet
+
+
+@pytest.fixture(scope="module")
+def site(e2e_root, host_db):
+    """A clone brought up by `make up` (revision v1, slot a) with the nginx site in front of it, and
+    deploys pointed at that nginx (NGINX, NGINX_UPSTREAM) as they would be at /etc/nginx."""
+    database = f"deploy_{SESSION}"
+    host_db.psql(f'CREATE DATABASE "{database}" OWNER "{host_db.user}"', database="postgres")
+    app = Stack(e2e_root, "sitekit-deploy", own_image=True)
+    app.nginx = nginx = Nginx(e2e_root, app)
+    app.database, app.cluster = database, host_db
+    env = dict(DB_NAME=database, COMPOSE_PROJECT_NAME=app.name, APP_PORT_B=free_port())
+    app.write_env(site_env(host_db, nginx.https_port, APP_SUBNET_B=free_subnet(), **env))
+    app.tools_env = {
+        **os.environ,
+        "NGINX": f"nginx -p {nginx.dir} -c {nginx.dir}/nginx.conf",
+        "NGINX_UPSTREAM": str(nginx.upstream),
+    }
+    try:
+        result = make(app, "up", REVISION="v1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        record_build(app.image)
+        nginx.start()
+        yield app
+    finally:
+        nginx.stop()
+        run(["scripts/deploy.sh", "down"], cwd=app.dir, env=app.tools_env, check=False)
+        repo = app.image.rsplit(":", 1)[0]
+        images = run(["docker", "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+        run(["docker", "image", "rm", "--force", *images], check=False)
+        host_db.psql(f'DROP DATABASE "{database}" WITH (FORCE)', database="postgres")
+
+
+def make(app, target, *args, **env):
+    """`make <target>` in the clone, as its operator would run it (as root)."""
+    argv = ["make", "-s", target, *args]
+    return run(argv, cwd=app.dir, env={**app.tools_env, **env}, check=False, timeout=600)
+
+
+def serving(app):
+    """The revision that answers through nginx (the X-Revision header)."""
+    return app.nginx.request("/")[1]["X-Revision"]
+
+
+class Load:
+    """GETs of / from two threads and form submissions from a third, through nginx over HTTPS,
+    until stopped. Every answer is kept: (kind, status or connection error, revision, time)."""
+
+    def __init__(self, app):
+        self.app, self.tag = app, f"deploy-{secrets.token_hex(4)}"
+        self.answers, self.posted, self.running = [], [], True
+        self.threads = [threading.Thread(target=self.reader) for _ in range(2)]
+        self.threads.append(threading.Thread(target=self.writer))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        time.sleep(1)  # load before the switch, too
+        return self
+
+    def __exit__(self, *exc):
+        deadline = time.monotonic() + 30
+        time.sleep(1)  # load after the switch, too, and at least 3 submissions in all
+        while len(self.posted) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.running = False
+        for thread in self.threads:
+            thread.join()
+
+    def note(self, kind, call):
+        """Make one request; keep its answer. Returns (status, body), or (None, "") on a connection error."""
+        try:
+            status, headers, body = call()
+        except OSError as exc:
+            self.answers.append((kind, type(exc).__name__, None, time.monotonic()))
+            return None, ""
+        self.answers.append((kind, status, headers.get("X-Revision"), time.monotonic()))
+        return status, body
+
+    def reader(self):
+        while self.running:
+            self.note("GET", lambda: self.app.nginx.request("/"))
+
+    def writer(self):
+        form = "/submit/"
+        while self.running:
+            # Each submission from a visitor (a loopback address) of its own: nginx limits POSTs per client.
+            browser = Browser(self.app.nginx, source=fresh_client())
+            status, page = self.note("GET", functools.partial(browser.request, form))
+            if status != 200:
+                continue
+            url = f"https://{self.tag}-{len(self.posted)}.example"
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+            body = urlencode(
+                {"csrfmiddlewaretoken": token, "name": "Deploy load", "url": url, "description": "x"}
+            )
+            post = functools.partial(
+                browser.request, form, method="POST", body=body, headers=browser.form_headers(form)
+            )
+            status, _ = self.note("POST", post)
+            if status == 302:
+                self.posted.append(url)
+            time.sleep(0.1)
+
+    def failures(self):
+        """Answers that are neither a page nor a redirect: 5xx, connection errors (and anything else)."""
+        return [answer for answer in self.answers if answer[1] not in (200, 302)]
+
+    def rows(self):
+        """Rows in PostgreSQL for this load's submissions."""
+        sql = f"SELECT count(*) FROM app_site WHERE url LIKE 'https://{self.tag}-%'"  # noqa: S608 (our tag)
+        return int(self.app.cluster.psql(sql, database=self.app.database))
+
+    def first_answer_from(self, revision):
+        return min(at for _, _, rev, at in self.answers if rev == revision)
+
+
+def edit(app, path, text):
+    target = app.dir / path
+    original = target.read_text() if target.exists() else None
+    target.write_text(text if original is None else original + text)
+    return lambda: target.write_text(original) if original is not None else target.unlink()
+
+
+def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site):
+    assert serving(site) == "v1"
+    restore = edit(site, "templates/base.html", "\n{# v2 #}\n")
+    try:
+        with Load(site) as load:
+            started = time.monotonic()
+            deployed = make(site, "deploy", REVISION="v2")
+        restore()
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert load.failures() == [], deployed.stdout
+        assert len(load.posted) >= 3 and load.rows() == len(load.posted)
+        assert serving(site) == "v2"
+        print(deployed.stdout)
+        print(f"deploy: new version serving {load.first_answer_from('v2') - started:.1f} s after make deploy")
+        # Each step was printed with its duration.
+        assert re.search(r"--> build .*\n\s+done in \d+\.\d s", deployed.stdout), deployed.stdout
+
+        status = make(site, "status")
+        assert re.search(r"serving\s+slot b .*:v2 .*\(healthy\)", status.stdout), status.stdout
+        assert re.search(r"previous .*:latest", status.stdout), status.stdout  # make up's image
+
+        with Load(site) as load:
+            started = time.monotonic()
+            rolled_back = make(site, "rollback")
+        assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
+        assert load.failures() == [], rolled_back.stdout
+        assert len(load.posted) >= 3 and load.rows() == len(load.posted)
+        assert serving(site) == "v1"
+        took = load.first_answer_from("v1") - started
+        print(f"rollback: old version serving {took:.1f} s after make rollback")
+
+        log = (site.dir / ".deploy/deploy.log").read_text().splitlines()
+        assert [line.split("\t")[1:5] for line in log[-2:]] == [
+            ["deploy", "v2", "root", "ok"],
+            ["rollback", "latest", "root", "ok"],
+        ]
+        # Once deploys manage the site, make up refuses (it would restart slot a with a gap).
+        refused = make(site, "up")
+        assert refused.returncode != 0 and "upgraded with make deploy" in one_line_error(refused)
+    finally:
+        restore()
+
+
+def one_line_error(result):
+    """The last line of the tool's own (make's "*** Error" line aside): its one clear message."""
+    return ([line for line in result.stderr.splitlines() if not line.startswith("make: ***")] or [""])[-1]
+
+
+BROKEN_MIGRATION = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("app", "{latest}")]
+    operations = [
+        migrations.AddField("site", "{column}", models.TextField(default="")),
+        {more}
+    ]
+"""
+
+
+def add_migration(app, column, *, fails):
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    more = 'migrations.RunSQL("SELECT 1 / 0"),  # fails after the schema change above' if fails else ""
+    text = BROKEN_MIGRATION.format(latest=latest, column=column, more=more)
+    return edit(app, f"app/migrations/0999_{column}.py", text)
+
+
+def column_exists(app, column):
+    sql = f"SELECT count(*) FROM information_schema.columns WHERE column_name = '{column}'"  # noqa: S608
+    return app.cluster.psql(sql, database=app.database) != "0"
+
+
+def test_a_deploy_whose_migration_fails_stops_before_the_switch(site):
+    before = serving(site)
+    restore = add_migration(site, "half_done", fails=True)
+    try:
+        with Load(site) as load:
+            result = make(site, "deploy", REVISION="broken")
+    finally:
+        restore()
+    assert result.returncode != 0
+    assert one_line_error(result).startswith("deploy: error: broken failed to prepare"), result.stderr
+    assert "division by zero" in one_line_error(result) and "still serves, untouched" in one_line_error(
+        result
+    )
+    assert load.failures() == []
+    assert {answer[2] for answer in load.answers} == {before}, [a for a in load.answers if a[2] != before]
+    assert not column_exists(site, "half_done")  # transactional DDL: nothing half-applied
+    applied = "SELECT count(*) FROM django_migrations WHERE name LIKE '0999%'"
+    assert site.cluster.psql(applied, database=site.database) == "0"
+    assert serving(site) == before
+    assert site.dir.joinpath(".deploy/deploy.log").read_text().splitlines()[-1].split("\t")[2:5] == [
+        "broken",
+        "root",
+        "failed: prepare broken from its image: database, static files, migrations"
+        " (nothing running is touched)",
+    ]
+
+
+def test_a_deploy_onto_a_full_static_disk_stops_before_the_switch(site):
+    before = serving(site)
+    page = site.nginx.request("/")[2]
+    stylesheet = re.search(r'href="(/static/[^"]+\.css)"', page)[1]
+    # The static folder on a small disk holding the serving version's files, filled to the last byte.
+    held = subprocess.run(["du", "-sk", site.static], capture_output=True, text=True).stdout.split()[0]
+    copy = site.dir / "static-copy"
+    run(["cp", "-a", f"{site.static}/.", copy])
+    run(
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={int(held) + 64}k,mode=0755,uid=33,gid=33",
+            "tmpfs",
+            site.static,
+        ]
+    )
+    undo = [lambda: run(["umount", site.static], check=False)]
+    try:
+        run(["cp", "-a", f"{copy}/.", site.static])
+        subprocess.run(["dd", "if=/dev/zero", f"of={site.static}/filler", "bs=4k"], capture_output=True)
+        undo.append(add_migration(site, "never_applied", fails=False))
+        undo.append(edit(site, "app/static/site/css/site.css", "\n/* full disk */ body { margin: 0; }\n"))
+        with Load(site) as load:
+            result = make(site, "deploy", REVISION="fulldisk")
+        assert result.returncode != 0
+        line = one_line_error(result)
+        assert line.startswith("deploy: error: fulldisk failed to prepare") and "untouched" in line, line
+        assert "cannot publish static files to /app/static: No space left on device" in line, line
+        assert load.failures() == [] and {answer[2] for answer in load.answers} == {before}
+        assert site.nginx.request(stylesheet)[0] == 200  # the serving version's CSS is whole
+        assert list(site.static.rglob(".*.tmp")) == []  # no partial file left behind
+        assert not column_exists(site, "never_applied")  # publishing failed before any migration
+        assert serving(site) == before
+    finally:
+        for step in reversed(undo):
+            step()
+        run(["rm", "-rf", copy])
+
+
+def test_a_second_deploy_refuses_while_one_runs_and_a_deploy_without_root_refuses(site):
+    (site.dir / ".deploy").mkdir(exist_ok=True)
+    holder = subprocess.Popen(["flock", site.dir / ".deploy/lock", "sleep", "60"])  # a deploy running
+    try:
+        time.sleep(0.5)
+        second = make(site, "deploy", REVISION="second")
+    finally:
+        holder.kill()
+    assert second.returncode != 0
+    assert one_line_error(second).startswith("deploy: error: another deploy or rollback is running")
+
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "scripts/deploy.sh", "deploy"]
+    result = run(nobody, cwd=site.dir, env={**site.tools_env, "REVISION": "x"}, check=False)
+    assert result.returncode != 0
+    assert one_line_error(result) == (
+        f"deploy: error: cannot write {site.nginx.upstream} (then reload nginx): "
+        "run it as root, e.g. sudo make deploy"
+    )

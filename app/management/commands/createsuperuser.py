@@ -9,7 +9,7 @@ import sys
 from django.contrib.auth.management.commands import createsuperuser
 from django.core.management.base import CommandError
 
-NEEDED = ("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD")  # _EMAIL is optional
+NEEDED = ("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_EMAIL", "DJANGO_SUPERUSER_PASSWORD")
 
 
 class Command(createsuperuser.Command):
@@ -18,8 +18,8 @@ class Command(createsuperuser.Command):
             missing = [name for name in NEEDED if not os.environ.get(name)]
             if missing:
                 raise CommandError(
-                    f"no terminal to ask on: set {' and '.join(missing)} (and DJANGO_SUPERUSER_EMAIL) "
-                    "to create the superuser unattended, or run it in a terminal"
+                    f"no terminal to ask on: set {', '.join(missing)} to create the superuser "
+                    "unattended, or run it in a terminal"
                 )
             options["interactive"] = False  # Django's --noinput path reads DJANGO_SUPERUSER_*
         return super().execute(*args, **options)

@@ -12,7 +12,8 @@ import urllib.parse
 
 import pytest
 
-from tests.harness import BASE_IMAGE, Stack, record_build, run, wait_for
+from tests.harness import BASE_IMAGE, Stack, record_build, run, site_env, wait_for
+from tests.harness.envfile import example_with
 from tests.harness.http import request, status
 
 ADMIN = {
@@ -146,6 +147,22 @@ def test_https_without_a_database_stops_make_up_with_the_one_clear_line(e2e_root
         assert "unhealthy" not in output
         logs = app.logs()
         assert "Traceback" not in logs and "unreachable" not in logs, logs
+    finally:
+        app.down()
+
+
+def test_make_up_in_production_prints_the_sites_address_and_a_check_that_answers(e2e_root, host_db):
+    app = fresh_copy(e2e_root, "sitekit-prod")
+    (app.dir / ".env").write_text(example_with(site_env(host_db, 443, ALLOWED_HOSTS="example.com")))
+    try:
+        result = make(app, "up")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "https://example.com/" in result.stdout  # where nginx will serve it
+        check = re.search(r"curl -H 'Host: (\S+)' http://127\.0\.0\.1:(\d+)(/\S*)", result.stdout)
+        assert check, result.stdout
+        host, port, path = check.groups()
+        assert request(int(port), path, host=host)[0] == 200  # the printed check answers
+        assert "TRIAL SETUP" not in app.logs()
     finally:
         app.down()
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from bench import images, setups
 from bench.load import CONCURRENCY, first_200
 from bench.report import Table, busy, machine, render
-from bench.web import costs, home_page, static
+from bench.web import connect_cost, costs, home_page, static
 from tests.harness import BASE_IMAGE, REPO, Nginx, Stack, cleanup, host_database, run, site_env
+from tests.harness.pgbouncer import Pgbouncer, allow_peer, socket_env
 
 SEED = """
 from app.models import Site
@@ -67,6 +68,9 @@ def measure(table, stack, nginx):
     nginx.start()
     first, again, start_detail = start(table, stack, nginx)
     costs(table, stack)
+    for setup in setups.DATABASE_PATHS:
+        setups.use(stack, setup)
+        connect_cost(table, stack, setup.label.split(", ", 1)[1])
     home = home_page(table, stack, nginx)
     peak = home[setups.SHIPPED, max(CONCURRENCY)].peak_mib
     table.add(f"Memory under load, c={max(CONCURRENCY)}", setups.SHIPPED.label, f"{peak:.0f} MiB (peak)")
@@ -86,12 +90,18 @@ def main():
     info["before the run"] = busy()
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))
     root.chmod(0o755)  # nginx's workers traverse it to the static folder
-    cluster = host_database()
-    stack = nginx = None
+    cluster = allow_peer(host_database())  # TCP + SCRAM from the stack's subnet, peer on the socket
+    stack = nginx = bouncer = None
     try:
+        bouncer = Pgbouncer(cluster).start()
+        for path, env in {
+            "socket": socket_env(cluster),
+            "pgbouncer": socket_env(cluster, bouncer.port, "www-data"),
+        }.items():
+            setups.DB_PATHS[path] = {key: value or "" for key, value in env.items() if key != "DB_SOCKET_DIR"}
         stack = Stack(root, "sitekit-bench", image=setups.IMAGE)
         nginx = Nginx(root, stack)
-        stack.write_env(site_env(cluster, nginx.https_port))
+        stack.write_env(site_env(cluster, nginx.https_port, DB_SOCKET_DIR=str(cluster.socket_dir)))
         measure(table, stack, nginx)
         info["after the run (load includes its own)"] = busy()
     finally:
@@ -99,6 +109,8 @@ def main():
             nginx.stop()
         if stack:
             stack.down()
+        if bouncer:
+            bouncer.stop()
         cluster.stop()
         cleanup()  # every image this run built
         shutil.rmtree(root, ignore_errors=True)

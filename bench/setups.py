@@ -23,6 +23,7 @@ class Setup:
     label: str
     args: tuple = ()  # gunicorn's arguments after the config file; () keeps the image's CMD
     prototype: str = ""  # bench/prototypes/<prototype>.patch and/or .Dockerfile; "" = shipped code
+    db: str = ""  # a key of DB_PATHS; "" = the stack's .env: TCP + SCRAM to the host's docker0 address
 
     @property
     def image(self):
@@ -45,12 +46,19 @@ PROTOTYPES = [  # changes to the shipped files, measured before anyone makes the
     # The same pool under gthread: ASGI against WSGI with the same driver.
     Setup("gthread + psycopg 3 connection pool", GTHREAD, prototype="pool"),
     Setup("gthread + persistent DB connections", GTHREAD, prototype="conn-max-age"),
-    # max_requests 1000 recycles each worker every few seconds at these rates: a Django boot each time.
+    # The old max_requests, 1000: at these rates a recycle every few seconds, a Django boot each.
     Setup(
-        "gthread + persistent DB connections + max_requests 10000",
-        ("--max-requests", "10000", *GTHREAD),
+        "gthread + persistent DB connections + max_requests 1000",
+        ("--max-requests", "1000", *GTHREAD),
         prototype="conn-max-age",
     ),
+]
+# The shipped stack on the VPS guide's database paths (README): the same image and command, only
+# DB_* differ. DB_PATHS is filled once the database and pgbouncer run (bench/__main__.py).
+DB_PATHS = {}
+DATABASE_PATHS = [
+    Setup("uvicorn worker (shipped), unix socket + peer", db="socket"),
+    Setup("uvicorn worker (shipped), pgbouncer (socket, peer, session pooling)", db="pgbouncer"),
 ]
 DJANGO_STATIC = Setup("uvicorn + django.views.static.serve", prototype="static-view")
 IMAGES = {setup.image: setup for setup in [*PROTOTYPES, DJANGO_STATIC]}  # to build
@@ -88,6 +96,8 @@ def use(stack, setup):
     service = {"image": setup.image}
     if setup.args:
         service["command"] = [*GUNICORN, *setup.args]
+    if setup.db:
+        service["environment"] = DB_PATHS[setup.db]  # over .env's DB_* (the socket dir is mounted)
     override = {"services": {"app": service}}
     (stack.dir / "docker-compose.override.yml").write_text(json.dumps(override))  # JSON is YAML
     stack.compose("up", "-d")  # not --wait: the health check's 5 s interval would be most of the wait

@@ -1,5 +1,6 @@
 """The load runs: the home page under every setup, and static files from nginx and from Django."""
 
+import statistics
 import time
 from collections import defaultdict
 
@@ -33,6 +34,12 @@ print(connect, ms(lambda: client.get("/", secure=True)))
 """
 
 
+def connect_cost(table, stack, label):
+    """A new connection's cost on the database path the container runs with now."""
+    connect = float(stack.manage("shell", "-c", PROFILE).stdout.splitlines()[-1].split()[0])
+    table.add("PostgreSQL connect + close, in the container", label, f"{connect:.2f} ms")
+
+
 def costs(table, stack):
     """Where a home page request's time goes, timed in the container, one request at a time: a new
     PostgreSQL connection (TCP, SCRAM authentication, a server process forked for it), which every
@@ -49,8 +56,10 @@ def costs(table, stack):
 
 def home_page(table, stack, nginx):
     """Every setup against the same seeded page at each concurrency; returns the best runs."""
-    url, runs = f"https://127.0.0.1:{nginx.https_port}/", defaultdict(list)
-    order = setups.WORKERS + setups.PROTOTYPES
+    # localhost, not 127.0.0.1: wrk sends the URL's name as SNI, and nginx's catch-all server
+    # refuses a TLS handshake for any name but the site's (/etc/hosts: localhost is 127.0.0.1).
+    url, runs = f"https://localhost:{nginx.https_port}/", defaultdict(list)
+    order = setups.WORKERS + setups.DATABASE_PATHS + setups.PROTOTYPES
     for round_ in range(ROUNDS):
         for setup in order if round_ % 2 == 0 else order[::-1]:
             setups.use(stack, setup)
@@ -79,13 +88,46 @@ def home_page(table, stack, nginx):
     shipped, other = best[setups.SHIPPED, c].rps, best[alternative, c].rps
     detail = f"worst at c={c}: {shipped:,.0f} vs {other:,.0f} req/s ({alternative.label})"
     table.target("shipped worker ≥ 0.9× the best alternative, home page", detail, ratio, "≥", 0.9)
+    database_paths(table, runs)
     return best
+
+
+def database_paths(table, runs):
+    """The database paths' targets, on the median of the rounds (issue 12)."""
+    median = {key: statistics.median(run.rps for run in results) for key, results in runs.items()}
+    tcp, (socket, pooler) = setups.SHIPPED, setups.DATABASE_PATHS
+    pool = next(setup for setup in setups.PROTOTYPES if setup.label == "uvicorn + psycopg 3 connection pool")
+
+    def compare(what, ours, theirs, concurrencies, bound):
+        ratios = {c: median[ours, c] / median[theirs, c] for c in concurrencies}
+        c = min(ratios, key=ratios.get)
+        each = ", ".join(f"c={c}: {median[ours, c]:,.0f} vs {median[theirs, c]:,.0f}" for c in concurrencies)
+        table.target(what, f"median req/s, {each}; worst at c={c}", ratios[c], "≥", bound)
+
+    compare("socket + peer ≥ 1.2× TCP + SCRAM (shipped worker)", socket, tcp, (1, 16), 1.2)
+    compare("pgbouncer ≥ 0.9× uvicorn + psycopg 3 pool", pooler, pool, CONCURRENCY, 0.9)
+    wsgi = [setup for setup in setups.WORKERS + setups.PROTOTYPES if "app.wsgi:application" in setup.args]
+    for c in CONCURRENCY:
+        best = max(wsgi, key=lambda setup, c=c: median[setup, c])
+        ratio = median[pooler, c] / median[best, c]
+        detail = f"{median[pooler, c]:,.0f} vs {median[best, c]:,.0f} req/s ({best.label}), median"
+        table.add(f"Shipped ASGI on pgbouncer / best WSGI, c={c}", detail, f"{ratio:.2f}×")
+    c = max(CONCURRENCY)
+    for setup in (socket, pooler):
+        peak, today = max(r.peak_mib for r in runs[setup, c]), max(r.peak_mib for r in runs[tcp, c])
+        table.target(
+            f"memory at c={c} within 10% of today's: {setup.label}",
+            f"{peak:.0f} vs {today:.0f} MiB (peak)",
+            peak / today,
+            "≤",
+            1.1,
+        )
 
 
 def static(table, stack, nginx, css):
     """The hashed stylesheet from nginx and from Django (the container's port, no TLS: Django's
     best case), and the ceiling: nginx with a tiny file."""
-    c, base = STATIC_CONCURRENCY, f"https://127.0.0.1:{nginx.https_port}"
+    c, base = STATIC_CONCURRENCY, f"https://localhost:{nginx.https_port}"  # SNI: see home_page
     (stack.static / "tiny.txt").write_text("ok\n")
     table.add(f"Tiny static file via nginx, c={c}", "nginx (the ceiling)", wrk(f"{base}/static/tiny.txt", c))
     by_nginx = wrk(base + css, c)

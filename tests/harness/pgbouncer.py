@@ -23,10 +23,9 @@ def rules(path):
     ]
 
 
-def peer_database():
-    """A started cluster listening on no TCP address at all, with the site's lines from postgresql/
-    first in pg_hba.conf (above initdb's password lines, as above Debian's `local all all peer`)."""
-    cluster = Cluster(listen=()).start()
+def allow_peer(cluster):
+    """The site's lines from postgresql/ in a started cluster: first in pg_hba.conf (above initdb's
+    password lines, as above Debian's `local all all peer`), and the pg_ident.conf map."""
     hba = cluster.data / "pg_hba.conf"
     hba.write_text("\n".join(rules("postgresql/pg_hba.conf")) + "\n" + hba.read_text())
     # The harness administers the cluster as the site's role over the same socket (Cluster.psql).
@@ -35,6 +34,11 @@ def peer_database():
         conf.write("\n".join(ident) + "\n")
     cluster.pg_ctl("reload")
     return cluster
+
+
+def peer_database():
+    """A started cluster listening on no TCP address at all, peer authentication for the site."""
+    return allow_peer(Cluster(listen=()).start())
 
 
 def socket_env(cluster, port=None, user="sitekit"):

@@ -25,7 +25,7 @@ if not DB_NAME and env_bool("HTTPS", False):
     # HTTPS=true is a production site: a forgotten DB_NAME must not put it on the trial's SQLite.
     raise ConfigError(
         "HTTPS=true but DB_NAME is not set: a production site needs its PostgreSQL database "
-        "(set DB_NAME, DB_USER, DB_PASSWORD and DB_HOST in .env; see .env.example)"
+        "(set DB_NAME, DB_USER and DB_HOST in .env; see .env.example)"
     )
 
 if DEBUG:

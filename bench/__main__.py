@@ -3,7 +3,8 @@
 The end-to-end harness brings the stack up: the project's compose file in a copy of the repository,
 its nginx site on free loopback ports, a throwaway host PostgreSQL. All load is wrk against
 127.0.0.1, bounded in time. Measurements, not tests: no number fails anything. Everything started
-here is torn down whatever happens.
+here is torn down whatever happens. The image builds on PYTHON_IMAGE, as the tests' do; where no
+registry is reachable: `make bench PYTHON_IMAGE=$(scripts/build-offline-base.sh)`.
 """
 
 import re
@@ -17,7 +18,7 @@ from bench import images, setups
 from bench.load import CONCURRENCY, first_200
 from bench.report import Table, busy, machine, render
 from bench.web import connect_cost, costs, home_page, static
-from tests.harness import BASE_IMAGE, REPO, Nginx, Stack, cleanup, host_database, run, site_env
+from tests.harness import Nginx, Stack, cleanup, host_database, site_env
 from tests.harness.pgbouncer import Pgbouncer, allow_peer, socket_env
 
 SEED = """
@@ -85,7 +86,6 @@ def measure(table, stack, nginx):
 
 def main():
     began = time.monotonic()
-    run(["sh", "scripts/build-offline-base.sh", BASE_IMAGE], cwd=REPO, timeout=1800)  # no-op if present
     info, table = machine(), Table()
     info["before the run"] = busy()
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))

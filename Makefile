@@ -1,5 +1,5 @@
 # Everyday commands. `make up` brings the site up; `make test` runs every test.
-.PHONY: up deploy rollback status down logs shell manage lock test lint bench dev
+.PHONY: up build deploy rollback status down logs shell manage lock test lint bench dev
 
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots
@@ -10,12 +10,22 @@ VENV := .venv
 # The base image the container builds on, for `make lock` and the tests: PYTHON_IMAGE from the
 # environment, else from .env, else the Dockerfile's default (the one place it is named).
 PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),$(shell sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile))
+# Every build pulls the base image afresh (docker-compose.yml's build.pull), so the OS's security
+# fixes arrive - except a base that exists only on this machine (no registry digest: built here,
+# like the offline image), which no registry has, so a pull would fail. BUILD_PULL in the
+# environment or .env overrides. A base not here yet is pulled anyway.
+BUILD_PULL ?= $(strip $(or $(shell sed -n 's/^BUILD_PULL=//p' .env 2>/dev/null),$(shell \
+	docker image inspect -f '{{if .RepoDigests}}true{{else}}false{{end}}' '$(PYTHON_IMAGE)' 2>/dev/null || echo true)))
+export BUILD_PULL
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
 	@scripts/deploy.sh guard-up
 	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
 		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
 		COMPOSE="$(COMPOSE)" scripts/up.sh
+
+build:  ## build the image alone (make up and make deploy build too), with a fresh base image (BUILD_PULL)
+	$(COMPOSE) build app
 
 env:  ## write .env for production: .env.example with a fresh SECRET_KEY (never overwrites one)
 	@test ! -e .env || { echo "make env: .env exists already; edit it (see .env.example)"; exit 1; }

@@ -15,6 +15,7 @@ import pytest
 from tests.harness import BASE_IMAGE, Stack, record_build, run, site_env, wait_for
 from tests.harness.envfile import example_with
 from tests.harness.http import request, status
+from tests.harness.stack import build_pull
 
 ADMIN = {
     "DJANGO_SUPERUSER_USERNAME": "first-admin",
@@ -38,6 +39,8 @@ def fresh_copy(root, name, env_lines=None):
         "APP_SUBNET": app.subnet,
         "APP_IMAGE": app.image,
         "PYTHON_IMAGE": BASE_IMAGE,
+        # make works it out itself; the dev override's `docker compose up --build` needs it said.
+        "BUILD_PULL": build_pull(BASE_IMAGE),
     }
     return app
 

@@ -82,6 +82,14 @@ def free_subnet():
     return subnet
 
 
+def build_pull(image):
+    """BUILD_PULL for a base image, by the Makefile's rule: "false" for one that is here with no
+    registry digest (built on this machine, like the offline base), else "true"."""
+    template = "{{if .RepoDigests}}true{{else}}false{{end}}"
+    result = run(["docker", "image", "inspect", "-f", template, image], check=False)
+    return result.stdout.strip() if result.returncode == 0 else "true"
+
+
 def record_build(image):
     """Note an image this session built, so cleanup() removes it (and earlier builds it untagged)."""
     found = run(["docker", "image", "inspect", "-f", "{{.Id}}", image], check=False).stdout.strip()
@@ -131,7 +139,10 @@ class Stack:
         """.env = .env.example with these variables set (the stack's own image, port and subnet too)."""
         self.env = env
         base = {"PYTHON_IMAGE": BASE_IMAGE, "APP_IMAGE": self.image, "APP_PORT": self.port}
-        (self.dir / ".env").write_text(example_with({**base, "APP_SUBNET": self.subnet, **env}))
+        settings = {**base, "APP_SUBNET": self.subnet, **env}
+        # As make would (Makefile, BUILD_PULL): no pull of a base that no registry has.
+        settings.setdefault("BUILD_PULL", build_pull(settings["PYTHON_IMAGE"]))
+        (self.dir / ".env").write_text(example_with(settings))
 
     def compose(self, *args, check=True, timeout=600):
         """docker compose in the copy. A subnet another session took meanwhile ("Pool overlaps")

@@ -4,6 +4,8 @@ DB_STATEMENT_TIMEOUT, and the visitor gets a page that says so instead of a hang
 The timeout is SET on each new connection (one round trip), not passed as libpq's `options`:
 pgbouncer refuses that startup parameter, and `SET` works the same on every path (socket, TCP,
 pgbouncer in session mode, whose DISCARD ALL resets it before the next client gets the connection).
+(`ALTER ROLE sitekit SET statement_timeout` would cost no round trip, but lives in the database,
+where a deployment's .env cannot see or change it.)
 """
 
 import logging

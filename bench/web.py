@@ -47,7 +47,9 @@ def costs(table, stack):
     last_line = stack.manage("shell", "-c", PROFILE).stdout.splitlines()[-1]  # after shell's own notes
     connect, render = map(float, last_line.split())
     table.add(
-        "PostgreSQL connect + close, in the container", "psycopg2, as every request does", f"{connect:.1f} ms"
+        "PostgreSQL connect + close, in the container",
+        "TCP + SCRAM, psycopg2, as every request does",
+        f"{connect:.2f} ms",
     )
     table.add(
         "Home page rendered on an open connection", "Django test client, in the container", f"{render:.1f} ms"

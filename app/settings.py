@@ -110,7 +110,7 @@ TEMPLATES = [
 # DB_NAME: SQLite in DATA_DIR, the embedded default for a first run.
 # Seconds any one statement may run before PostgreSQL cancels it (0: no limit); the page then
 # says so (app/database.py). 10 s is hundreds of times what this site's queries take, and well
-# under nginx's 30 s proxy_read_timeout, so a visitor sees the site's explanation, not a 504.
+# under nginx's 60 s proxy_read_timeout, so a visitor sees the site's explanation, not a 504.
 # migrate lifts it for its own connection: schema changes on big tables may take longer.
 DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 10, minimum=0)
 if DB_NAME:

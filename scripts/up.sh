@@ -25,7 +25,7 @@ started=$(date +%s)
 shown=0
 while :; do
   # The entrypoint's lines (waiting for the database, publishing, migrating) as they come.
-  log=$(docker logs "$container" 2>&1 | grep '^entrypoint: ' || true)
+  log=$(docker logs "$container" 2>&1 | grep -E '^(entrypoint: |attempt |configuration error|error)' || true)
   count=$(printf '%s' "$log" | grep -c '' || true)
   [ "$count" -le "$shown" ] || printf '%s\n' "$log" | tail -n "+$((shown + 1))"
   shown=$count
@@ -36,10 +36,15 @@ while :; do
   [ "$1 ${3:-}" != "running healthy" ] || break
   if [ "$1" = exited ] || [ "$1" = dead ] || [ "$1" = restarting ] || [ "$2" -gt 0 ] ||
     [ $(($(date +%s) - started)) -ge "$timeout" ]; then
-    why=$(docker logs "$container" 2>&1 | grep -iE 'error|refused|unreachable|denied|not writable' | tail -n 1)
+    # The first error the container logged, after the last reason it gave (e.g. why the database
+    # is unreachable): later lines come from restarts that fail the same way.
+    why=$(docker logs "$container" 2>&1 | awk '
+      /[Ee]rror/ { if (reason != "" && reason != $0) print reason; print; found = 1; exit }
+      /unreachable|refused|denied|not writable|timed out/ { reason = $0 }
+      END { if (!found && reason != "") print reason }')
     [ -n "$why" ] || why=$(docker logs --tail 5 "$container" 2>&1)
-    echo "make up: the site did not come up ($1, after $(($(date +%s) - started)) s). The container says:" >&2
-    echo "    $why" >&2
+    echo "make up: the site did not come up. The container says:" >&2
+    printf '%s\n' "$why" | sed 's/^/    /' >&2
     echo "make up: full log: make logs" >&2
     exit 1
   fi

@@ -154,6 +154,21 @@ def test_https_without_a_database_stops_make_up_with_the_one_clear_line(e2e_root
         app.down()
 
 
+def test_an_unreachable_database_stops_make_up_with_the_reason(e2e_root, host_db):
+    env = site_env(host_db, 443, DB_PORT="1", DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1")
+    app = fresh_copy(e2e_root, "sitekit-nodbserver")
+    (app.dir / ".env").write_text(example_with(env))
+    try:
+        result = make(app, "up")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        said = output.split("make up: the site did not come up. The container says:\n", 1)[1]
+        assert "is unreachable" in said and "Connection refused" in said, output  # the reason
+        assert "unhealthy" not in output
+    finally:
+        app.down()
+
+
 def test_make_up_in_production_prints_the_sites_address_and_a_check_that_answers(e2e_root, host_db):
     app = fresh_copy(e2e_root, "sitekit-prod")
     (app.dir / ".env").write_text(example_with(site_env(host_db, 443, ALLOWED_HOSTS="example.com")))

@@ -86,3 +86,10 @@ def test_createsuperuser_without_a_terminal_uses_django_superuser_variables(tmp_
     check = "from django.contrib.auth.models import User; u = User.objects.get(username='admin'); "
     check += "print(u.is_superuser, u.check_password('a long pass phrase nobody guesses'))"
     assert manage(env, "shell", "-v", "0", "-c", check).stdout.strip() == "True True"
+
+
+def test_production_leaves_static_files_to_nginx(client, settings):
+    # This process runs the production settings (a database is named): the trial's /static/ route,
+    # for when no nginx is in front, is not there.
+    assert settings.TRIAL is False
+    assert client.get("/static/site/css/site.css").status_code == 404

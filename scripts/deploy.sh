@@ -122,6 +122,10 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
     outcome=unchanged
     return
   fi
+  # An nginx still on a site file with a fixed port would keep sending requests to the old slot,
+  # which this would then stop: refuse before anything is touched.
+  "${nginx[@]}" -T 2>/dev/null | grep -F "# configuration file $upstream:" >/dev/null ||  # not -q: SIGPIPE
+    fail "nginx does not include $upstream: install nginx/sitekit.conf and nginx/sitekit-upstream.conf (README, VPS guide)"
   step "prepare $rev from its image: database, static files, migrations (nothing running is touched)" \
     compose "$to" "$image" run --rm --no-deps app prepare ||
     fail "$rev failed to prepare: ${cause:-see above}; ${old_image:-the old version} still serves, untouched"

@@ -2,6 +2,7 @@
 project's compose file in two slots, the project's nginx site switched between them, a host
 PostgreSQL, and continuous load through nginx over HTTPS while it happens."""
 
+import fcntl
 import functools
 import os
 import re
@@ -284,12 +285,9 @@ def test_a_deploy_onto_a_full_static_disk_stops_before_the_switch(site):
 
 def test_a_second_deploy_refuses_while_one_runs_and_a_deploy_without_root_refuses(site):
     (site.dir / ".deploy").mkdir(exist_ok=True)
-    holder = subprocess.Popen(["flock", site.dir / ".deploy/lock", "sleep", "60"])  # a deploy running
-    try:
-        time.sleep(0.5)
+    with open(site.dir / ".deploy/lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a deploy in progress holds it
         second = make(site, "deploy", REVISION="second")
-    finally:
-        holder.kill()
     assert second.returncode != 0
     assert one_line_error(second).startswith("deploy: error: another deploy or rollback is running")
 
@@ -300,3 +298,14 @@ def test_a_second_deploy_refuses_while_one_runs_and_a_deploy_without_root_refuse
         f"deploy: error: cannot write {site.nginx.upstream} (then reload nginx): "
         "run it as root, e.g. sudo make deploy"
     )
+
+
+def test_a_deploy_refuses_when_nginx_does_not_read_the_upstream_file(site, tmp_path):
+    # An nginx still on a site file with a fixed port would never leave the old slot, which the
+    # deploy would then stop: the deploy must notice before touching anything.
+    before = serving(site)
+    elsewhere = tmp_path / "sitekit-upstream.conf"
+    result = make(site, "deploy", REVISION="unread", NGINX_UPSTREAM=str(elsewhere))
+    assert result.returncode != 0
+    assert one_line_error(result).startswith(f"deploy: error: nginx does not include {elsewhere}")
+    assert serving(site) == before and not elsewhere.exists()

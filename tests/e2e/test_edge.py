@@ -104,6 +104,8 @@ def test_one_client_gets_32_requests_in_progress_and_the_rest_429_while_others_a
             for conn in select.select(waiting, [], [], 0.5)[0]:
                 answered[conn] = conn.recv(64)[:12]
         assert list(answered.values()) == [b"HTTP/1.1 429"] * 8, answered
+        still_held = [conn for conn in held if conn not in answered]
+        assert not select.select(still_held, [], [], 0.5)[0], "one of the first 32 was answered or closed"
         assert request(stack.nginx.https_port, "/", https=True, source=fresh_client())[0] == 200
     finally:
         for conn in held:

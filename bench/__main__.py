@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench import images, setups
+from bench import deploy, images, setups
 from bench.load import CONCURRENCY, first_200
 from bench.report import Table, busy, machine, render
 from bench.web import connect_cost, costs, home_page, static
@@ -110,6 +110,8 @@ def main():
         )
         stack.write_env(site_env(cluster, nginx.https_port, DB_SOCKET_DIR=str(cluster.socket_dir)))
         measure(table, stack, nginx)
+        stack.down()  # the deploy's clone runs alone: its memory is its own
+        deploy.measure(table, root, cluster)
         info["after the run (load includes its own)"] = busy()
     finally:
         if nginx:

@@ -1,0 +1,88 @@
+"""`make deploy` and `make rollback` under load, measured: the requests that failed (a number, not a
+pass/fail), the seconds from the command to the other version answering through nginx, and the
+memory of the whole app while both versions run. A clone of its own, brought up by `make up` as on
+a VPS, with the project's nginx site in front (scripts/deploy.sh rewrites its upstream file)."""
+
+import os
+import threading
+import time
+
+from bench.load import memory_mib
+from tests.harness import Nginx, Stack, free_port, record_build, run, site_env
+from tests.harness.stack import free_subnet
+from tests.harness.traffic import Load
+
+
+class BothSlots:
+    """The peak of the summed memory of every container of both slots (the new version's
+    preparation included), sampled while at least two of them run."""
+
+    def __init__(self, app):
+        self.projects, self.peak, self.running = (app.name, f"{app.name}-b"), 0.0, True
+        self.thread = threading.Thread(target=self.sample)
+        self.thread.start()
+
+    def sample(self):
+        while self.running:
+            ids = []
+            for project in self.projects:
+                label = f"label=com.docker.compose.project={project}"
+                ids += run(["docker", "ps", "-q", "--filter", label]).stdout.split()
+            try:
+                total = sum(memory_mib(container) for container in ids)
+            except (AssertionError, OSError, ValueError):  # a container stopped while read
+                continue
+            if len(ids) >= 2:
+                self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self.peak
+
+
+def measure(table, root, cluster):
+    database = "bench_deploy"
+    cluster.psql(f'CREATE DATABASE "{database}" OWNER "{cluster.user}"', database="postgres")
+    app = Stack(root, "sitekit-bench-deploy", own_image=True)
+    app.nginx = nginx = Nginx(root, app)
+    app.cluster, app.database = cluster, database
+    env = dict(DB_NAME=database, COMPOSE_PROJECT_NAME=app.name, APP_PORT_B=free_port())
+    app.write_env(site_env(cluster, nginx.https_port, APP_SUBNET_B=free_subnet(), **env))
+    tools = {**os.environ, "NGINX": f"nginx -p {nginx.dir} -c {nginx.dir}/nginx.conf"}
+    tools["NGINX_UPSTREAM"] = str(nginx.upstream)
+
+    def make(*args, **extra):
+        return run(["make", "-s", *args], cwd=app.dir, env={**tools, **extra}, timeout=600)
+
+    try:
+        make("up", REVISION="v1")
+        record_build(app.image)
+        nginx.start()
+        template = app.dir / "templates/base.html"
+        template.write_text(template.read_text() + "\n{# bench: v2 #}\n")
+        for command, revision, which in (("deploy", "v2", "new"), ("rollback", "v1", "old")):
+            memory = BothSlots(app)
+            with Load(app) as load:
+                started = time.monotonic()
+                make(command, **({"REVISION": revision} if command == "deploy" else {}))
+            both = memory.stop()
+            lost = len(load.posted) - load.rows()
+            table.add(
+                f"Requests failed during `make {command}`",
+                f"GETs and form posts via nginx, {len(load.answers)} requests",
+                f"{len(load.failures())} failed, {lost} of {len(load.posted)} posts lost",
+            )
+            serving = load.first_answer_from(revision) - started
+            table.add(f"`make {command}` to the {which} version serving", "via nginx", f"{serving:.1f} s")
+            table.add(
+                "Memory of the app, both versions running", f"`make {command}`", f"{both:.0f} MiB (peak)"
+            )
+    finally:
+        nginx.stop()
+        run(["scripts/deploy.sh", "down"], cwd=app.dir, env=tools, check=False)
+        repo = app.image.rsplit(":", 1)[0]
+        images = run(["docker", "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+        run(["docker", "image", "rm", "--force", *images], check=False)
+        cluster.psql(f'DROP DATABASE "{database}" WITH (FORCE)', database="postgres")

@@ -1,0 +1,58 @@
+"""What the app does for the edge, seen through the real stack: failed logins banned by the shipped
+fail2ban filter with the real client's address, /readyz kept from the public, bad Host requests
+leaving no traceback in the container's log."""
+
+import secrets
+import shutil
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.harness import REPO, run
+from tests.harness.http import Browser, fresh_client, request
+
+FILTER = REPO / "fail2ban" / "filter.d" / "sitekit-admin.conf"
+
+
+@pytest.mark.skipif(not shutil.which("fail2ban-regex"), reason="fail2ban is not installed (.ci/provision)")
+def test_fail2ban_finds_a_failed_admin_login_with_the_real_clients_address(stack):
+    client = fresh_client()  # this machine's 127.x.y.z: to nginx, a client of its own
+    browser = Browser(stack.nginx, source=client)
+    body = urlencode(
+        {
+            "csrfmiddlewaretoken": browser.csrf_token("/admin/login/"),
+            "username": "admin",
+            "password": "not-the-password",
+            "next": "/admin/",
+        }
+    )
+    # The client claims another address: nginx appends the real one, and only that is believed.
+    headers = {**browser.form_headers("/admin/login/"), "X-Forwarded-For": "203.0.113.66"}
+    status, _, text = browser.request("/admin/login/", method="POST", body=body, headers=headers)
+    assert status == 200 and "Please enter the correct username and password" in text
+    # The shipped filter, against the container's own log file, as the jail reads it.
+    log_file = stack.inspect("{{.LogPath}}")
+    found = run(["fail2ban-regex", "-o", "ip", log_file, str(FILTER)]).stdout.split()
+    assert client in found
+    assert "203.0.113.66" not in found
+
+
+def test_readyz_answers_this_machine_but_not_the_internet(stack):
+    # Directly on the published port (127.0.0.1 only: deploys and monitoring on the host).
+    assert request(stack.port, "/readyz")[0] == 200
+    # Through nginx it is an unknown page: no database state, no connection opened for it.
+    status, _, text = stack.nginx.request("/readyz", source=fresh_client())
+    assert status == 404 and '"status"' not in text
+    assert stack.nginx.request("/healthz", source=fresh_client())[0] == 200  # Docker's probe stays
+
+
+def test_requests_for_other_host_names_leave_no_traceback(stack):
+    marker = secrets.token_hex(4)
+    for _ in range(3):
+        assert request(stack.port, f"/?scan={marker}", host="203.0.113.1")[0] == 400
+    logs = stack.logs()  # stdout (gunicorn's access log) and stderr alike
+    # Each is the access log's one line, and nothing else: Django's "Invalid HTTP_HOST header"
+    # error and its ~2 KB traceback used to follow every one.
+    lines = [line for line in logs.splitlines() if marker in line]
+    assert len(lines) == 3 and all('HTTP/1.1" 400' in line for line in lines), lines
+    assert "Invalid HTTP_HOST" not in logs

@@ -17,12 +17,17 @@ PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),$(sh
 BUILD_PULL ?= $(strip $(or $(shell sed -n 's/^BUILD_PULL=//p' .env 2>/dev/null),$(shell \
 	docker image inspect -f '{{if .RepoDigests}}true{{else}}false{{end}}' '$(PYTHON_IMAGE)' 2>/dev/null || echo true)))
 export BUILD_PULL
+# fail2ban's jail (fail2ban/) reads the container log files there were when it last loaded, and a
+# new container logs to a new file: after a start or a switch, the jail (if installed) reloads.
+FAIL2BAN_RELOAD = if fail2ban-client status sitekit-admin >/dev/null 2>&1; then \
+	fail2ban-client reload sitekit-admin >/dev/null && echo "fail2ban: sitekit-admin reads the new container's log"; fi
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
 	@scripts/deploy.sh guard-up
 	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
 		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
 		COMPOSE="$(COMPOSE)" scripts/up.sh
+	@$(FAIL2BAN_RELOAD)
 
 build:  ## build the image alone (make up and make deploy build too), with a fresh base image (BUILD_PULL)
 	$(COMPOSE) build app
@@ -49,9 +54,11 @@ static:  ## the static bind mount, owned by the container's user (33:33, www-dat
 
 deploy: .env static  ## upgrade with no dropped request: build, prepare, switch nginx, stop the old (root)
 	scripts/deploy.sh deploy
+	@$(FAIL2BAN_RELOAD)
 
 rollback:  ## the previous revision back in service, the same way (or REV=<revision>)
 	scripts/deploy.sh rollback $(REV)
+	@$(FAIL2BAN_RELOAD)
 
 status:  ## which revision serves, the previous one, the health of each slot, the last deploys
 	scripts/deploy.sh status

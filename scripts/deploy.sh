@@ -141,10 +141,10 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   fi
   if [[ -n $from ]]; then
     step "wait until nginx has no connection left to slot $from" drain "$(port_of "$from")"
-    step "stop slot $from (gunicorn finishes what is in flight)" compose "$from" "$old_image" stop ||
+    step "stop slot $from (gunicorn finishes what is in flight)" compose "$from" "${old_image:-$image}" stop ||
       say "warning: slot $from did not stop cleanly; $rev serves"
-    echo "$old_image" >"$state/previous"
   fi
+  [[ -z $old_image ]] || echo "$old_image" >"$state/previous"
   say "$rev serves (slot $to, 127.0.0.1:$(port_of "$to"))"
 }
 prune() { # keep the newest $keep tags of the image, and the serving and previous ones whatever their age
@@ -158,7 +158,10 @@ prune() { # keep the newest $keep tags of the image, and the serving and previou
 
 begin() { # ACTION: root check, the lock (a second deploy refuses at once), the log line at the end
   action=$1
-  local target=$upstream
+  local target=$upstream tool
+  for tool in docker flock ss; do  # ss: iproute2, flock: util-linux (both in Debian/Ubuntu's base)
+    command -v "$tool" >/dev/null || fail "$tool is not installed on this host"
+  done
   [[ -e $upstream ]] || target=$(dirname "$upstream")
   [[ -w $target ]] || fail "cannot write $upstream (then reload nginx): run it as root, e.g. sudo make $action"
   mkdir -p "$state"

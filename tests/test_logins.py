@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
 from tests.test_settings import manage
 
@@ -110,3 +111,17 @@ def test_the_fail2ban_filter_bans_the_client_and_only_the_client(tmp_path):
     matched = [(row.split("'")[1], int(row.split("\t")[1].strip(" ,"))) for row in rows]
     utc_epoch = 1795524000  # 2026-11-24T12:40:00Z
     assert matched == [("203.0.113.7", utc_epoch), ("2001:db8::7", utc_epoch)]
+
+
+@pytest.mark.django_db
+def test_an_unattended_createsuperuser_refuses_a_weak_password(monkeypatch):
+    # Django's --noinput path would take DJANGO_SUPERUSER_PASSWORD as it is.
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "moderator")
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "moderator@example.com")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "password1")
+    with pytest.raises(CommandError, match=r"^DJANGO_SUPERUSER_PASSWORD: This password is too short"):
+        call_command("createsuperuser", "--noinput")
+    assert not get_user_model().objects.exists()
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "correct horse battery staple")
+    call_command("createsuperuser", "--noinput")
+    assert get_user_model().objects.get().check_password("correct horse battery staple")

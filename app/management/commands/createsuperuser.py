@@ -6,7 +6,10 @@ worked. Here it creates the user from DJANGO_SUPERUSER_USERNAME / _EMAIL / _PASS
 import os
 import sys
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.management.commands import createsuperuser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 NEEDED = ("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_EMAIL", "DJANGO_SUPERUSER_PASSWORD")
@@ -22,4 +25,14 @@ class Command(createsuperuser.Command):
                     "unattended, or run it in a terminal"
                 )
             options["interactive"] = False  # Django's --noinput path reads DJANGO_SUPERUSER_*
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        if not options.get("interactive", True) and password:
+            # Django's --noinput path takes the password as it is: hold it to AUTH_PASSWORD_VALIDATORS,
+            # as the prompt and the admin's password forms do.
+            fields = {"username": os.environ.get("DJANGO_SUPERUSER_USERNAME", options.get("username") or "")}
+            fields["email"] = os.environ.get("DJANGO_SUPERUSER_EMAIL", options.get("email") or "")
+            try:
+                validate_password(password, get_user_model()(**fields))
+            except ValidationError as error:
+                raise CommandError(f"DJANGO_SUPERUSER_PASSWORD: {' '.join(error.messages)}") from None
         return super().execute(*args, **options)

@@ -51,7 +51,10 @@ compose() { # SLOT IMAGE ARGS...: docker compose on a slot's project, port, subn
   APP_IMAGE=$image APP_PORT=$(port_of "$slot") APP_SUBNET=$([[ $slot == a ]] && echo "$subnet_a" || echo "$subnet_b") \
     docker compose -p "$(project_of "$slot")" "$@"
 }
-container() { docker ps -aq --filter "label=com.docker.compose.project=$(project_of "$1")" --filter label=com.docker.compose.service=app | head -n 1; }
+container() { # SLOT: its app container (not a one-off `compose run` one, such as prepare's)
+  docker ps -aq --filter "label=com.docker.compose.project=$(project_of "$1")" --filter label=com.docker.compose.service=app \
+    --filter label=com.docker.compose.oneoff=False | head -n 1
+}
 image_of() { local id; id=$(container "$1") && [[ -n $id ]] && docker inspect -f '{{.Config.Image}}' "$id"; }
 serving() { # the slot nginx sends requests to: the upstream file's port (before any deploy: slot a if it runs)
   local port

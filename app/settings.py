@@ -191,6 +191,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Who gets a mail with the traceback when a page fails (500): "Jane Doe <jane@example.com>, ...".
 ADMINS = env_addresses("ADMINS", "")
+if ADMINS and not EMAIL_HOST and not DEBUG:
+    # The reports would only be printed to the log, beside the traceback that is there already.
+    raise ConfigError("ADMINS is set but EMAIL_HOST is not: error reports would never be sent (set both)")
 # Seconds an SMTP conversation may take: error reports are sent from the failing request itself, so
 # a mail server that accepts connections but never answers must not hold that worker for good.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)

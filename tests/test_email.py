@@ -31,7 +31,14 @@ def test_admins_are_read_from_the_environment(monkeypatch):
     ],
 )
 def test_garbage_in_admins_stops_the_site_with_one_line(value):
-    assert_one_line_naming(manage("check", ADMINS=value), "ADMINS")
+    assert_one_line_naming(manage("check", ADMINS=value, EMAIL_HOST="smtp.example.com"), "ADMINS")
+
+
+def test_admins_without_a_mail_server_stops_the_site_with_one_line():
+    # Reports promised to someone must be sent: not only printed to the log.
+    assert_one_line_naming(manage("check", ADMINS="ops@example.com", EMAIL_HOST=""), "ADMINS")
+    result = manage("check", ADMINS="Ops <ops@example.com>", EMAIL_HOST="smtp.example.com")
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_non_numeric_email_timeout_stops_the_site_with_one_line():

@@ -206,10 +206,10 @@ case "${1:-}" in
     now=$(serving)
     for slot in a b; do
       id=$(container "$slot")
-      health=$([[ -n $id ]] && docker inspect -f '{{.State.Status}}{{if .State.Health}} ({{.State.Health.Status}}){{end}}' "$id" || echo "none")
-      role=$([[ $slot == "$now" ]] && echo serving || echo idle)
-      printf '%-8s slot %s  %-13s 127.0.0.1:%-6s %-28s %s\n' "$role" "$slot" "$(project_of "$slot")" "$(port_of "$slot")" \
-        "$(image_of "$slot" || echo -)" "$health"
+      about="- none"  # its image, the revision baked into it, its state (and health while it runs)
+      [[ -z $id ]] || about=$(docker inspect -f '{{.Config.Image}} revision {{index .Config.Labels "org.opencontainers.image.revision"}} {{.State.Status}}{{if and .State.Running .State.Health}} ({{.State.Health.Status}}){{end}}' "$id")
+      printf '%-8s slot %s  127.0.0.1:%-6s %s\n' "$([[ $slot == "$now" ]] && echo serving || echo idle)" "$slot" \
+        "$(port_of "$slot")" "$about"
     done
     printf 'previous %s   (make rollback goes back to it)\n' "$(cat "$state/previous" 2>/dev/null || echo none)"
     printf 'images   %s\n' "$(docker image ls "$repo" --format '{{.Tag}}' | tr '\n' ' ')"

@@ -82,7 +82,11 @@ def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site)
         assert re.search(r"--> build .*\n\s+done in \d+\.\d s", deployed.stdout), deployed.stdout
 
         status = make(site, "status")
-        assert re.search(r"serving\s+slot b .*:v2 .*\(healthy\)", status.stdout), status.stdout
+        print(status.stdout)
+        assert re.search(r"serving\s+slot b .*:v2 revision v2 running \(healthy\)", status.stdout), (
+            status.stdout
+        )
+        assert re.search(r"idle\s+slot a .*:latest revision v1 exited$", status.stdout, re.M), status.stdout
         assert re.search(r"previous .*:latest", status.stdout), status.stdout  # make up's image
 
         with Load(site) as load:

@@ -33,11 +33,11 @@ port_a=$(setting APP_PORT 6868)
 port_b=$(setting APP_PORT_B $((port_a + 1)))
 subnet_a=$(setting APP_SUBNET 172.31.68.0/24)
 subnet_b=$(setting APP_SUBNET_B 172.31.69.0/24)
-upstream=${NGINX_UPSTREAM:-/etc/nginx/sitekit-upstream.conf}
-read -ra nginx <<<"${NGINX:-nginx}"  # e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
-state=${DEPLOY_DIR:-.deploy}
-keep=${KEEP_IMAGES:-3}
-ready_seconds=${READY_SECONDS:-90}
+upstream=${NGINX_UPSTREAM:-/etc/nginx/sitekit-upstream.conf}  # the file nginx/sitekit.conf includes
+read -ra nginx <<<"${NGINX:-nginx}"  # the nginx command, e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
+state=${DEPLOY_DIR:-.deploy}  # lock, deploy.log, previous: on the host, next to the clone
+keep=${KEEP_IMAGES:-3}  # image tags kept for rollbacks, besides the serving and the previous one
+ready_seconds=${READY_SECONDS:-90}  # for the new version's /readyz: a first start may wait for the database
 drain_seconds=${DRAIN_SECONDS:-70}  # above nginx's proxy_read_timeout: the longest a request may run
 
 say() { echo "$*"; }

@@ -130,7 +130,7 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   "${nginx[@]}" -T 2>/dev/null | grep -F "# configuration file $upstream:" >/dev/null ||  # not -q: SIGPIPE
     fail "nginx does not include $upstream: install nginx/sitekit.conf and nginx/sitekit-upstream.conf (README, VPS guide)"
   step "prepare $rev from its image: database, static files, migrations (nothing running is touched)" \
-    compose "$to" "$image" run --rm --no-deps app prepare ||
+    compose "$to" "$image" run --rm --no-deps -T app prepare ||
     fail "$rev failed to prepare: ${cause:-see above}; ${old_image:-the old version} still serves, untouched"
   step "start $rev in slot $to (127.0.0.1:$(port_of "$to"))" compose "$to" "$image" up -d --no-build --pull never ||
     fail "$rev did not start: ${cause:-see above}; ${old_image:-the old version} still serves"

@@ -1,6 +1,8 @@
 """Error reports reach ADMINS by mail, and a dead mail server cannot hold a request."""
 
 import socket
+import socketserver
+import threading
 from unittest import mock
 
 import pytest
@@ -57,6 +59,55 @@ def test_a_failing_page_mails_its_report_to_admins(settings, monkeypatch):
     assert report.to == ["jane@example.com", "ops@example.com"]
     assert "Internal Server Error: /" in report.subject
     assert "the home page broke" in report.body
+
+
+class SMTPSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP to accept mail: records each message's recipients and text."""
+
+    received = []
+
+    def reply(self, line):
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self):
+        recipients = []
+        self.reply("220 sink")
+        for raw in self.rfile:
+            command = raw.decode().strip().upper()
+            if command.startswith("RCPT TO:"):
+                recipients.append(raw.decode().strip()[8:].strip(" <>"))
+            if command == "DATA":
+                self.reply("354 go on")
+                text = b"".join(iter(self.rfile.readline, b".\r\n")).decode()
+                self.received.append((recipients, text))
+                recipients = []
+            elif command == "QUIT":
+                self.reply("221 bye")
+                return
+            self.reply("250 ok")
+
+
+def test_admins_from_the_environment_get_the_report_of_a_failing_page():
+    # A fresh process configured only by the environment, as the container is; the page fails
+    # (its query raises) and the report goes out over SMTP.
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPSink) as sink:
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        code = (
+            "from unittest import mock; from django.test import Client; from app.models import Site\n"
+            "with mock.patch.object(Site.objects, 'filter', side_effect=RuntimeError('the page broke')):\n"
+            "    print(Client(raise_request_exception=False).get('/', HTTP_HOST='example.com').status_code)"
+        )
+        result = manage(
+            "shell", "--verbosity", "0", "-c", code,
+            ADMINS="Jane Doe <jane@example.com>, ops@example.com",
+            EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(sink.server_address[1]), EMAIL_USE_TLS="false",
+            HTTPS="false", HSTS_SECONDS="0",
+        )  # fmt: skip
+        sink.shutdown()
+    assert result.stdout.strip() == "500", result.stderr
+    [(recipients, text)] = SMTPSink.received
+    assert recipients == ["jane@example.com", "ops@example.com"]
+    assert "Internal Server Error: /" in text and "the page broke" in text
 
 
 def test_a_mail_server_that_never_answers_times_out_instead_of_hanging():

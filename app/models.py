@@ -42,7 +42,9 @@ def ascii_host(host):
     """
     if host.startswith("["):  # an IPv6 literal
         return host.lower()
-    name, colon, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
+    name, colon, port = host.rpartition(":")
+    if not port.isdigit():
+        name, colon, port = host, "", ""
     labels = []
     for label in name.split("."):
         label = unicodedata.normalize("NFKC", label).lower()

@@ -17,7 +17,8 @@
 # Why this way: one container cannot be replaced without a gap (requests after its SIGTERM get 502);
 # docker-rollout needs a proxy that discovers containers (wowu/docker-rollout#14) and Swarm's
 # start-first needs its routing mesh. nginx already fronts the site: it only needs a new port.
-# Needs root: it rewrites a file under /etc/nginx and signals nginx (sudo make deploy).
+# Needs root: it rewrites a file under /etc/nginx and signals nginx (sudo make deploy). It refuses,
+# before touching anything, when the running nginx does not read that file (an older site file).
 # Each step prints its duration; DEPLOY_DIR holds the lock and the append-only log (deploy.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,6 +6,7 @@
 - nginx.Nginx: the project's nginx site in front of a stack, on free loopback ports.
 - pg.Cluster: a throwaway host PostgreSQL (the unit tests use it too).
 - http: the one HTTP client.
+- traffic.Load: visitors during a deploy (GETs and form posts through nginx, every answer kept).
 """
 
 from tests.harness.nginx import Nginx

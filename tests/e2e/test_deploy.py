@@ -108,6 +108,14 @@ def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site)
             ["deploy", "v2", "root", "ok"],
             ["rollback", "latest", "root", "ok"],
         ]
+        # Any kept revision by name; one that is not kept gets one line naming those that are.
+        named = make(site, "rollback", REV="v2")
+        assert named.returncode == 0 and serving(site) == "v2", named.stdout + named.stderr
+        missing = make(site, "rollback", REV="v0")
+        assert missing.returncode != 0 and serving(site) == "v2"
+        assert re.fullmatch(
+            r"rollback: error: no image \S+:v0 on this host; kept: .*v2.*", one_line_error(missing)
+        )
         # Once deploys manage the site, make up refuses (it would restart slot a with a gap).
         refused = make(site, "up")
         assert refused.returncode != 0 and "upgraded with make deploy" in one_line_error(refused)

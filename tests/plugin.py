@@ -4,6 +4,7 @@
   throwaway cluster started here and removed at the end. SQLite is never substituted.
 - Gives the test process the environment a production process has (SECRET_KEY, ALLOWED_HOSTS,
   a temporary STATIC_ROOT), so tests run the production settings path, not a test-only one.
+- Drops make's variables inherited from `make test`, so the tests' own `make` runs are top-level.
 - With CI=true a skipped test fails: CI must prove everything, not quietly leave parts out.
 """
 
@@ -34,6 +35,10 @@ def _use_postgresql():
 @pytest.hookimpl(wrapper=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     # A wrapper runs before pytest-django's own hook, which imports the settings.
+    # Under `make test` the session inherits make's own variables; the tests run `make deploy` and
+    # friends as a user does from a shell, not as sub-makes (which print "make[1]: ..." lines).
+    for variable in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        os.environ.pop(variable, None)
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
     os.environ.setdefault("STATIC_ROOT", tempfile.mkdtemp(prefix="static-"))

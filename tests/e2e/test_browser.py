@@ -82,6 +82,19 @@ def visit(driver, url):
     assert not broken, f"resources not loaded on {url}: {broken}"
 
 
+def submit(driver, button):
+    """Click a form's button and wait for the answer to load: a click returns as soon as the
+    browser has it, and reading the page before the next one replaced it would read the old one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    button.click()
+    wait = WebDriverWait(driver, 30)
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def seed_samples(stack):
     code = "from app.models import Site\n"
     for name, url, description, approved in SAMPLES:
@@ -108,7 +121,7 @@ def test_submit_approve_and_see_it_listed_in_a_real_browser(stack, browser, tmp_
     browser.find_element(By.ID, "id_url").send_keys(url)
     browser.find_element(By.ID, "id_description").send_keys("A CMS built on Django, sent by a real browser.")
     browser.find_element(By.ID, "id_contact_email").send_keys("owner@example.com")
-    browser.find_element(By.CSS_SELECTOR, "form.site-form button[type=submit]").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.site-form button[type=submit]"))
     assert browser.current_url == f"{base}/submit/thanks/"
     visit(browser, f"{base}/")
     assert name not in browser.page_source  # not listed until a person approves it
@@ -122,7 +135,7 @@ def test_submit_approve_and_see_it_listed_in_a_real_browser(stack, browser, tmp_
         visit(browser, f"{base}/admin/login/?next=/admin/app/site/")
         browser.find_element(By.ID, "id_username").send_keys(username)
         browser.find_element(By.ID, "id_password").send_keys(password)
-        browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        submit(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
         assert browser.current_url == f"{base}/admin/app/site/", browser.page_source[:500]
         errors, broken = loaded_cleanly(browser)
         assert not errors and not broken, (errors, broken)
@@ -131,7 +144,7 @@ def test_submit_approve_and_see_it_listed_in_a_real_browser(stack, browser, tmp_
         row = browser.find_element(By.XPATH, f"//tr[.//a[text()={name!r}]]")
         row.find_element(By.CSS_SELECTOR, "input.action-select").click()
         Select(browser.find_element(By.NAME, "action")).select_by_visible_text("Approve selected sites")
-        browser.find_element(By.NAME, "index").click()
+        submit(browser, browser.find_element(By.NAME, "index"))
         assert "Approved 1 site." in browser.page_source
         visit(browser, f"{base}/admin/app/site/")
         browser.save_screenshot(str(shots_dir(tmp_path) / "admin-moderation.png"))

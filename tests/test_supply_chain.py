@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import BASE_IMAGE
+
 REPO = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LOCKFILES = ("requirements.txt", "requirements-dev.txt")
@@ -27,7 +29,7 @@ def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
     that still satisfies the .in files, so any difference means a .txt is out of date."""
     if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode:
         pytest.skip("no Docker engine to run the base image in: run .ci/provision")
-    image = os.environ.get("PYTHON_IMAGE", "python:3.14-alpine")
+    image = BASE_IMAGE  # the base the container builds on, as `make lock` uses it
     script = compile_script()
     for name in ("requirements.in", "requirements-dev.in", *LOCKFILES, "docker/os-packages.sh", script):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@
 - stack.Stack: the project's docker-compose.yml in a copy of the repository; .env written from
   .env.example (envfile). Names, image tags and subnets are per session, so runs can overlap.
 - nginx.Nginx: the project's nginx site in front of a stack, on free loopback ports.
-- pg.Cluster: a throwaway host PostgreSQL (the unit tests use it too).
+- pg.Cluster: a throwaway host PostgreSQL (the unit tests use it too); stack.host_database() is
+  the one the containers reach; pgbouncer: the socket + peer and pooler paths in front of it.
 - http: the one HTTP client.
 - traffic.Load: visitors during a deploy (GETs and form posts through nginx, every answer kept).
 """

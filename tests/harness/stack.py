@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -22,7 +23,16 @@ from tests.harness.envfile import example_with
 from tests.harness.pg import Cluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = os.environ.get("PYTHON_IMAGE", "sitekit/python:3.13-trixie")
+
+
+def _dockerfile_base():
+    """The Dockerfile's default base image: the one place it is named."""
+    return re.search(r"^ARG PYTHON_IMAGE=(\S+)", (REPO / "Dockerfile").read_text(), re.M).group(1)
+
+
+# What stacks build on: PYTHON_IMAGE, as `make test` passes it (from the shell, .env or the
+# Dockerfile), else the Dockerfile's default; offline, the tag scripts/build-offline-base.sh prints.
+BASE_IMAGE = os.environ.get("PYTHON_IMAGE") or _dockerfile_base()
 SUBNETS = ipaddress.ip_network("172.31.0.0/16")  # every stack takes a /24 here; pg_hba allows it all
 SESSION = secrets.token_hex(3)  # in every project name and tag this process makes
 _NOT_COPIED = {".git", ".venv", "venv", ".env", "static", "data"}  # local state, at the top level

@@ -14,7 +14,7 @@ from app.env import ConfigError
 
 # What turns the trial into production, for the start-up banner and the docs (.env.example).
 PRODUCTION_LINES = (
-    "DB_NAME, DB_USER, DB_PASSWORD, DB_HOST   PostgreSQL on the host (README: Deploying to a VPS)",
+    "DB_NAME, DB_USER, DB_HOST                PostgreSQL on the host (README: Deploying to a VPS)",
     "ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS      the site's host names, e.g. example.com",
     "HTTPS=true                               once nginx serves it with a certificate",
 )

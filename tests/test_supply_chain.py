@@ -17,20 +17,13 @@ CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LOCKFILES = ("requirements.txt", "requirements-dev.txt")
 
 
-def compile_script():
-    for path in ("scripts/pip-compile.sh", "docker/pip-compile.sh"):
-        if (REPO / path).exists():
-            return path
-    raise AssertionError("no pip-compile script: the Makefile's `lock` target names it")
-
-
 def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
     """Recompile a copy with `make lock`'s script in the base image; pip-compile keeps every pin
     that still satisfies the .in files, so any difference means a .txt is out of date."""
     if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode:
         pytest.skip("no Docker engine to run the base image in: run .ci/provision")
     image = BASE_IMAGE  # the base the container builds on, as `make lock` uses it
-    script = compile_script()
+    script = "scripts/pip-compile.sh"  # what `make lock` runs
     for name in ("requirements.in", "requirements-dev.in", *LOCKFILES, "docker/os-packages.sh", script):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)

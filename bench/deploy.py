@@ -3,13 +3,12 @@ pass/fail), the seconds from the command to the other version answering through 
 memory of the whole app while both versions run. A clone of its own, brought up by `make up` as on
 a VPS, with the project's nginx site in front (scripts/deploy.sh rewrites its upstream file)."""
 
-import os
 import threading
 import time
 
 from bench.load import memory_mib
-from tests.harness import Nginx, Stack, free_port, record_build, run, site_env
-from tests.harness.stack import free_subnet
+from tests.harness import run
+from tests.harness.deploy import deployed_site
 from tests.harness.traffic import Load
 
 
@@ -43,30 +42,14 @@ class BothSlots:
 
 
 def measure(table, root, cluster):
-    database = "bench_deploy"
-    cluster.psql(f'CREATE DATABASE "{database}" OWNER "{cluster.user}"', database="postgres")
-    app = Stack(root, "sitekit-bench-deploy", own_image=True)
-    app.nginx = nginx = Nginx(root, app)
-    app.cluster, app.database = cluster, database
-    env = dict(DB_NAME=database, COMPOSE_PROJECT_NAME=app.name, APP_PORT_B=free_port())
-    app.write_env(site_env(cluster, nginx.https_port, APP_SUBNET_B=free_subnet(), **env))
-    tools = {**os.environ, "NGINX": f"nginx -p {nginx.dir} -c {nginx.dir}/nginx.conf"}
-    tools["NGINX_UPSTREAM"] = str(nginx.upstream)
-
-    def make(*args, **extra):
-        return run(["make", "-s", *args], cwd=app.dir, env={**tools, **extra}, timeout=600)
-
-    try:
-        make("up", REVISION="v1")
-        record_build(app.image)
-        nginx.start()
+    with deployed_site(root, cluster, "sitekit-bench-deploy", "bench_deploy") as app:
         template = app.dir / "templates/base.html"
         template.write_text(template.read_text() + "\n{# bench: v2 #}\n")
         for command, revision, which in (("deploy", "v2", "new"), ("rollback", "v1", "old")):
             memory = BothSlots(app)
             with Load(app) as load:
                 started = time.monotonic()
-                make(command, **({"REVISION": revision} if command == "deploy" else {}))
+                app.make(command, **({"REVISION": revision} if command == "deploy" else {}))
             both = memory.stop()
             lost = len(load.posted) - load.rows()
             table.add(
@@ -79,10 +62,3 @@ def measure(table, root, cluster):
             table.add(
                 "Memory of the app, both versions running", f"`make {command}`", f"{both:.0f} MiB (peak)"
             )
-    finally:
-        nginx.stop()
-        run(["scripts/deploy.sh", "down"], cwd=app.dir, env=tools, check=False)
-        repo = app.image.rsplit(":", 1)[0]
-        images = run(["docker", "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
-        run(["docker", "image", "rm", "--force", *images], check=False)
-        cluster.psql(f'DROP DATABASE "{database}" WITH (FORCE)', database="postgres")

@@ -3,15 +3,14 @@ project's compose file in two slots, the project's nginx site switched between t
 PostgreSQL, and continuous load through nginx over HTTPS while it happens."""
 
 import fcntl
-import os
 import re
 import subprocess
 import time
 
 import pytest
 
-from tests.harness import SESSION, Nginx, Stack, free_port, record_build, run, site_env
-from tests.harness.stack import free_subnet
+from tests.harness import SESSION, run
+from tests.harness.deploy import deployed_site
 from tests.harness.traffic import Load
 
 
@@ -19,37 +18,13 @@ from tests.harness.traffic import Load
 def site(e2e_root, host_db):
     """A clone brought up by `make up` (revision v1, slot a) with the nginx site in front of it, and
     deploys pointed at that nginx (NGINX, NGINX_UPSTREAM) as they would be at /etc/nginx."""
-    database = f"deploy_{SESSION}"
-    host_db.psql(f'CREATE DATABASE "{database}" OWNER "{host_db.user}"', database="postgres")
-    app = Stack(e2e_root, "sitekit-deploy", own_image=True)
-    app.nginx = nginx = Nginx(e2e_root, app)
-    app.database, app.cluster = database, host_db
-    env = dict(DB_NAME=database, COMPOSE_PROJECT_NAME=app.name, APP_PORT_B=free_port())
-    app.write_env(site_env(host_db, nginx.https_port, APP_SUBNET_B=free_subnet(), **env))
-    app.tools_env = {
-        **os.environ,
-        "NGINX": f"nginx -p {nginx.dir} -c {nginx.dir}/nginx.conf",
-        "NGINX_UPSTREAM": str(nginx.upstream),
-    }
-    try:
-        result = make(app, "up", REVISION="v1")
-        assert result.returncode == 0, result.stdout + result.stderr
-        record_build(app.image)
-        nginx.start()
+    with deployed_site(e2e_root, host_db, "sitekit-deploy", f"deploy_{SESSION}") as app:
         yield app
-    finally:
-        nginx.stop()
-        run(["scripts/deploy.sh", "down"], cwd=app.dir, env=app.tools_env, check=False)
-        repo = app.image.rsplit(":", 1)[0]
-        images = run(["docker", "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
-        run(["docker", "image", "rm", "--force", *images], check=False)
-        host_db.psql(f'DROP DATABASE "{database}" WITH (FORCE)', database="postgres")
 
 
 def make(app, target, *args, **env):
     """`make <target>` in the clone, as its operator would run it (as root)."""
-    argv = ["make", "-s", target, *args]
-    return run(argv, cwd=app.dir, env={**app.tools_env, **env}, check=False, timeout=600)
+    return app.make(target, *args, **env)
 
 
 def serving(app):

@@ -32,8 +32,7 @@ project=$(setting COMPOSE_PROJECT_NAME sitekit)
 repo=$(setting APP_IMAGE sitekit:latest) && repo=${repo%:*}
 port_a=$(setting APP_PORT 6868)
 port_b=$(setting APP_PORT_B $((port_a + 1)))
-subnet_a=$(setting APP_SUBNET 172.31.68.0/24)
-subnet_b=$(setting APP_SUBNET_B 172.31.69.0/24)
+subnet_b=$(setting APP_SUBNET_B 172.31.69.0/24)  # slot a's is compose's own APP_SUBNET
 upstream=${NGINX_UPSTREAM:-/etc/nginx/sitekit-upstream.conf}  # the file nginx/sitekit.conf includes
 read -ra nginx <<<"${NGINX:-nginx}"  # the nginx command, e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
 state=${DEPLOY_DIR:-.deploy}  # lock, deploy.log, previous: on the host, next to the clone
@@ -47,10 +46,10 @@ other() { [[ $1 == a ]] && echo b || echo a; }
 port_of() { [[ $1 == a ]] && echo "$port_a" || echo "$port_b"; }
 project_of() { [[ $1 == a ]] && echo "$project" || echo "$project-b"; }
 compose() { # SLOT IMAGE ARGS...: docker compose on a slot's project, port, subnet and image
-  local slot=$1 image=$2
+  local slot=$1 image=$2 subnet=()
   shift 2
-  APP_IMAGE=$image APP_PORT=$(port_of "$slot") APP_SUBNET=$([[ $slot == a ]] && echo "$subnet_a" || echo "$subnet_b") \
-    docker compose -p "$(project_of "$slot")" "$@"
+  [[ $slot == a ]] || subnet=("APP_SUBNET=$subnet_b")  # slot a: what compose reads (.env or its default)
+  env APP_IMAGE="$image" APP_PORT="$(port_of "$slot")" "${subnet[@]}" docker compose -p "$(project_of "$slot")" "$@"
 }
 container() { # SLOT: its app container (not a one-off `compose run` one, such as prepare's)
   docker ps -aq --filter "label=com.docker.compose.project=$(project_of "$1")" --filter label=com.docker.compose.service=app \

@@ -126,11 +126,17 @@ def pgbouncer_counts(bouncer):
     return log.count("login attempt: db=sitekit"), log.count("new connection to server")
 
 
-def test_pgbouncer_serves_the_site_on_a_few_pooled_server_connections(socket_stack, peer_db):
-    bouncer = peer_db.bouncer
-    env = socket_env(peer_db, port=bouncer.port, user="www-data")  # the two changes the guide names
+def through_pgbouncer(socket_stack, peer_db):
+    """The socket stack switched to pgbouncer, with a 2 s statement timeout (`up` changes nothing
+    when it already runs so, so each test may call it whatever ran before)."""
+    env = socket_env(peer_db, port=peer_db.bouncer.port, user="www-data")  # the two changes the guide names
     socket_stack.write_env(site_env(peer_db, socket_stack.nginx.https_port, **env, DB_STATEMENT_TIMEOUT="2"))
     socket_stack.up()
+
+
+def test_pgbouncer_serves_the_site_on_a_few_pooled_server_connections(socket_stack, peer_db):
+    bouncer = peer_db.bouncer
+    through_pgbouncer(socket_stack, peer_db)
     # Migrated at start through pgbouncer under the advisory lock, which went with the session.
     assert peer_db.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"
     logins, servers = pgbouncer_counts(bouncer)
@@ -169,6 +175,7 @@ def test_session_pooling_keeps_session_state_and_resets_it_between_clients(socke
 def test_a_search_past_the_statement_timeout_gets_a_page_that_says_so(socket_stack, peer_db):
     """Through nginx, pgbouncer and PostgreSQL: a query stuck behind a lock is cancelled after
     DB_STATEMENT_TIMEOUT (2 s here) and the visitor reads why; the site then serves normally."""
+    through_pgbouncer(socket_stack, peer_db)
     lock = "BEGIN; LOCK TABLE app_site IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)"
     holder = subprocess.Popen(
         ["psql", "-X", "-h", str(peer_db.socket_dir), "-p", str(peer_db.port), "-U", "sitekit", "-c", lock],

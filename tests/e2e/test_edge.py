@@ -321,10 +321,11 @@ def test_pages_and_static_files_carry_a_content_security_policy_and_the_admin_wo
         )
         assert PERMISSIONS in headers["Permissions-Policy"], path
         assert inline_code(text) == [], path
-    # The one inline style, the 500 page's (it may load no file when things fail), by its hash.
-    style = re.search(r"<style>(.*?)</style>", (stack.dir / "templates/500.html").read_text(), re.S).group(1)
+    # The one inline style, the error pages' (they may load no file when things fail), by its hash.
+    error_page = (stack.dir / "templates/error_page.html").read_text()
+    style = re.search(r"<style>(.*?)</style>", error_page, re.S).group(1)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    assert page["style-src"] == ["'self'", f"'sha256-{digest}'"], "templates/500.html's <style> changed"
+    assert page["style-src"] == ["'self'", f"'sha256-{digest}'"], "error_page.html's <style> changed"
     for path, expected in [(css, 200), ("/static/site/favicon.svg", 200), ("/static/missing.css", 404)]:
         status, headers, _ = browser.request(path)
         assert status == expected, path

@@ -1,5 +1,5 @@
 """The harness: the real stack on this machine, for the end-to-end tests (tests/e2e/) and for
-`make bench` (bench/). Plain Python, no pytest in it, so the benchmark imports it as the tests do.
+`make bench` (tests/bench/). Plain Python, no pytest in it, so the benchmark imports it as the tests do.
 
 - stack.Stack: the project's docker-compose.yml in a copy of the repository; .env written from
   .env.example (envfile). Names, image tags and subnets are per session, so runs can overlap.

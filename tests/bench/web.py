@@ -4,8 +4,8 @@ import statistics
 import time
 from collections import defaultdict
 
-from bench import setups
-from bench.load import CONCURRENCY, memory_mib, wrk
+from tests.bench import setups
+from tests.bench.load import CONCURRENCY, memory_mib, wrk
 from tests.harness.http import request
 
 HOST = "Host: localhost"  # the bench's ALLOWED_HOSTS (site_env)

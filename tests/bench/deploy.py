@@ -6,7 +6,7 @@ a VPS, with the project's nginx site in front (scripts/deploy.sh rewrites its up
 import threading
 import time
 
-from bench.load import memory_mib
+from tests.bench.load import memory_mib
 from tests.harness import run
 from tests.harness.deploy import deployed_site
 from tests.harness.traffic import Load

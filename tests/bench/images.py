@@ -4,7 +4,7 @@ against a single-stage build of the same app (the shipped Dockerfile with its st
 import time
 from dataclasses import dataclass
 
-from bench.setups import IMAGE, docker_build
+from tests.bench.setups import IMAGE, docker_build
 from tests.harness import run, tag
 
 SINGLE_STAGE = tag("sitekit-bench-single-stage")
@@ -33,7 +33,7 @@ def single_stage(dockerfile):
     compiler, headers and pip's leftovers stay; its COPY --from=build lines have nothing to do.
     Later stages (FROM runtime ...) are kept as they are."""
     build, fresh_base, runtime = dockerfile.partition("\nFROM ${PYTHON_IMAGE} AS runtime\n")
-    assert fresh_base, "the Dockerfile has no `FROM ${PYTHON_IMAGE} AS runtime` stage: update bench/images.py"
+    assert fresh_base, "the Dockerfile has no `FROM ${PYTHON_IMAGE} AS runtime` stage: update images.py"
     kept = [line for line in runtime.splitlines() if not line.startswith("COPY --from=build")]
     return build + "\nFROM build AS runtime\n" + "\n".join(kept) + "\n"
 

@@ -1,4 +1,4 @@
-"""`make bench`: measures the real stack and prints one Markdown table (latest: bench/RESULTS.md).
+"""`make bench`: measures the real stack and prints one Markdown table (latest: tests/bench/RESULTS.md).
 
 The end-to-end harness brings the stack up: the project's compose file in a copy of the repository,
 its nginx site on free loopback ports, a throwaway host PostgreSQL. All load is wrk against
@@ -14,10 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench import deploy, images, setups
-from bench.load import CONCURRENCY, first_200
-from bench.report import Table, busy, machine, render
-from bench.web import connect_cost, costs, home_page, static
+from tests.bench import deploy, images, setups
+from tests.bench.load import CONCURRENCY, first_200
+from tests.bench.report import Table, busy, machine, render
+from tests.bench.web import connect_cost, costs, home_page, static
 from tests.harness import Nginx, Stack, cleanup, host_database, site_env
 from tests.harness.pgbouncer import Pgbouncer, allow_peer, socket_env
 
@@ -105,7 +105,7 @@ def main():
         # wrk is a single client address, and nginx lets one address have 32 requests in progress
         # (limit_conn): c=64 would measure 429s. Here wrk stands for many visitors: lift that limit.
         site = nginx.dir / "sitekit.conf"
-        assert "limit_conn sitekit_conn 32;" in site.read_text(), "update bench/__main__.py"
+        assert "limit_conn sitekit_conn 32;" in site.read_text(), "update tests/bench/__main__.py"
         site.write_text(
             site.read_text().replace("limit_conn sitekit_conn 32;", "limit_conn sitekit_conn 1024;")
         )

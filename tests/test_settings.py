@@ -114,7 +114,7 @@ def test_gunicorn_accepts_the_production_example():
 
 def test_gunicorn_refuses_zero_workers_with_one_line():
     # gunicorn itself parses WEB_CONCURRENCY before it reads this config file, so text and negative
-    # numbers never get here: tests/e2e/test_bad_input.py checks those through the container.
+    # numbers never get here: tests/e2e/test_configuration.py checks those through the container.
     assert_one_line_naming(gunicorn_check_config(WEB_CONCURRENCY="0"), "WEB_CONCURRENCY")
 
 

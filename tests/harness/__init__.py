@@ -6,12 +6,13 @@
 - nginx.Nginx: the project's nginx site in front of a stack, on free loopback ports.
 - pg.Cluster: a throwaway host PostgreSQL (the unit tests use it too); stack.host_database() is
   the one the containers reach; pgbouncer: the socket + peer and pooler paths in front of it.
-- http: the one HTTP client.
+- http: the one HTTP client; tls: TLS connections made by hand; net.free_port: loopback ports.
 - traffic.Load: visitors during a deploy (GETs and form posts through nginx, every answer kept).
 """
 
+from tests.harness.net import free_port
 from tests.harness.nginx import Nginx
-from tests.harness.pg import Cluster, free_port
+from tests.harness.pg import Cluster
 from tests.harness.stack import (
     BASE_IMAGE,
     REPO,

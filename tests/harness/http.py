@@ -102,3 +102,10 @@ class Browser:
         fields = {"username": username, "password": password, "next": "/admin/"}
         status, headers, text = self.post_form("/admin/login/", fields)
         assert (status, headers["Location"]) == (302, "/admin/"), text
+
+
+def policy(headers):
+    """The one Content-Security-Policy header, as {directive: [values]}."""
+    values = headers.get_all("Content-Security-Policy") or []
+    assert len(values) == 1, f"expected one Content-Security-Policy header, got {values}"
+    return {part.split()[0]: part.split()[1:] for part in values[0].split(";") if part.strip()}

@@ -17,6 +17,7 @@ CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LOCKFILES = ("requirements.txt", "requirements-dev.txt")
 
 
+@pytest.mark.slow  # a pip-compile in the base image: about 30 s
 def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
     """Recompile a copy with `make lock`'s script in the base image; pip-compile keeps every pin
     that still satisfies the .in files, so any difference means a .txt is out of date."""
@@ -68,6 +69,7 @@ def audit(lockfile):
         return None, result.stderr
 
 
+@pytest.mark.slow  # PyPI's vulnerability data, over the network
 @pytest.mark.parametrize("lockfile", LOCKFILES)
 def test_no_pin_has_a_known_vulnerability(lockfile):
     if not (Path(sys.executable).parent / "pip-audit").exists():

@@ -31,18 +31,18 @@ class Setup:
 
 
 SHIPPED = Setup("uvicorn worker (shipped)")
-WORKERS = [  # the shipped worker and the alternatives: same image, same config file, same 3 workers
-    SHIPPED,
-    Setup("gunicorn sync", ("--worker-class", "sync", "app.wsgi:application")),
-    Setup("gunicorn gthread, 4 threads", GTHREAD),
-    Setup(
-        "gunicorn asgi (native)", ("--worker-class", "asgi", "--asgi-lifespan", "off", "app.asgi:application")
-    ),
-]
+SYNC = Setup("gunicorn sync", ("--worker-class", "sync", "app.wsgi:application"))
+THREADS = Setup("gunicorn gthread, 4 threads", GTHREAD)
+ASGI = Setup(
+    "gunicorn asgi (native)", ("--worker-class", "asgi", "--asgi-lifespan", "off", "app.asgi:application")
+)
+# The shipped worker and the alternatives: same image, same config file, same 3 workers.
+WORKERS = [SHIPPED, SYNC, THREADS, ASGI]
+POOL = Setup("uvicorn + psycopg 3 connection pool", prototype="pool")  # what pgbouncer is held against
 PROTOTYPES = [  # changes to the shipped files, measured before anyone makes them
     Setup("uvicorn + async-capable health middleware", prototype="async-health"),
     Setup("uvicorn + uvloop, httptools", prototype="uvloop"),
-    Setup("uvicorn + psycopg 3 connection pool", prototype="pool"),
+    POOL,
     # The same pool under gthread: ASGI against WSGI with the same driver.
     Setup("gthread + psycopg 3 connection pool", GTHREAD, prototype="pool"),
     Setup("gthread + persistent DB connections", GTHREAD, prototype="conn-max-age"),
@@ -56,10 +56,9 @@ PROTOTYPES = [  # changes to the shipped files, measured before anyone makes the
 # The shipped stack on the VPS guide's database paths (README): the same image and command, only
 # DB_* differ. DB_PATHS is filled once the database and pgbouncer run (__main__.py).
 DB_PATHS = {}
-DATABASE_PATHS = [
-    Setup("uvicorn worker (shipped), unix socket + peer", db="socket"),
-    Setup("uvicorn worker (shipped), pgbouncer (socket, peer, session pooling)", db="pgbouncer"),
-]
+SOCKET = Setup("uvicorn worker (shipped), unix socket + peer", db="socket")
+PGBOUNCER = Setup("uvicorn worker (shipped), pgbouncer (socket, peer, session pooling)", db="pgbouncer")
+DATABASE_PATHS = [SOCKET, PGBOUNCER]
 DJANGO_STATIC = Setup("uvicorn + django.views.static.serve", prototype="static-view")
 IMAGES = {setup.image: setup for setup in [*PROTOTYPES, DJANGO_STATIC]}  # to build
 

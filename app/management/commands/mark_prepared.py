@@ -1,0 +1,46 @@
+"""Write the entrypoint's "already prepared" marker, once static files are published and migrations
+applied: <folder>/.prepared-<key>, the key of this build and of the database's state after migrate
+(check_database.preparation_key). A start that finds its key's marker skips both steps
+(docker/docker-entrypoint.sh). Earlier markers are removed: only the latest state is remembered."""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connection
+
+from app.management.commands.check_database import build_id, database_state, preparation_key
+
+PREFIX = ".prepared-"  # hidden: nothing lists or serves it
+
+
+class Command(BaseCommand):
+    help = "Record that this build and the database's current state are prepared."
+
+    def add_arguments(self, parser):
+        parser.add_argument("folder", help="where markers are kept, e.g. /app/data (the ./data bind mount)")
+
+    def handle(self, *args, folder, **options):
+        folder = Path(folder)
+        try:
+            key, state = preparation_key(connection), database_state(connection)
+        except DatabaseError as exc:
+            raise CommandError(f"cannot read the database's migration state: {exc}") from None
+        finally:
+            connection.close()
+        marker = folder / f"{PREFIX}{key}"
+        temporary = folder / f".marker-{secrets.token_hex(6)}.tmp"  # a name no other writer picks
+        try:
+            temporary.write_text(f"build {build_id()}\ndatabase {state}\n", encoding="ascii")
+            os.replace(temporary, marker)  # whole or absent: never a marker half written
+            for stale in folder.glob(f"{PREFIX}*"):
+                if stale != marker:
+                    stale.unlink(missing_ok=True)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise CommandError(
+                f"cannot write the marker in {folder} ({exc.strerror}): on the host, run: "
+                f"sudo mkdir -p ./data && sudo chown {os.getuid()}:{os.getgid()} ./data"
+            ) from None
+        self.stdout.write(f"prepared: marker {marker.name}")

@@ -1,16 +1,14 @@
 """Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
 
-import contextlib
 import functools
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from tests.harness import Nginx, run, site_env, wait_for
+from tests.harness import Nginx, children, run, site_env, wait_for
 from tests.harness.http import status
 
 
@@ -137,12 +135,8 @@ def test_stop_lets_an_in_flight_request_finish(make_stack, host_db, new_database
 
 
 def worker_pids(app):
-    """gunicorn's workers: the children of the container's PID 1, read from the host's /proc."""
-    children = set()
-    for task in Path(f"/proc/{app.state()['Pid']}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            children.update((task / "children").read_text().split())
-    return children
+    """gunicorn's workers: the children of its master, read from the host's /proc."""
+    return children(app.server_pid())
 
 
 def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):

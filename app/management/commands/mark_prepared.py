@@ -3,6 +3,7 @@ applied: <folder>/.prepared-<key>, the key of this build and of the database's s
 (check_database.preparation_key). A start that finds its key's marker skips both steps
 (docker/docker-entrypoint.sh). Earlier markers are removed: only the latest state is remembered."""
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -27,8 +28,6 @@ class Command(BaseCommand):
             key, state = preparation_key(connection), database_state(connection)
         except DatabaseError as exc:
             raise CommandError(f"cannot read the database's migration state: {exc}") from None
-        finally:
-            connection.close()
         marker = folder / f"{PREFIX}{key}"
         temporary = folder / f".marker-{secrets.token_hex(6)}.tmp"  # a name no other writer picks
         try:
@@ -38,7 +37,8 @@ class Command(BaseCommand):
                 if stale != marker:
                     stale.unlink(missing_ok=True)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # left behind only if the rename failed
+                temporary.unlink()
             raise CommandError(
                 f"cannot write the marker in {folder} ({exc.strerror}): on the host, run: "
                 f"sudo mkdir -p ./data && sudo chown {os.getuid()}:{os.getgid()} ./data"

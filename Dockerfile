@@ -91,7 +91,7 @@ USER 0:0
 # which have no musl wheels; CI runs those on the runner); psycopg2 is in /venv already.
 COPY requirements-test.txt /tmp/requirements-test.txt
 RUN --mount=type=cache,target=/root/.cache/pip pip install --require-hashes -r /tmp/requirements-test.txt
-COPY pyproject.toml .env.example ./
+COPY pyproject.toml .env.example docker-compose.yml ./
 COPY tests/ tests/
 # The tests collect static files and keep hypothesis's examples: somewhere writable, in the tmpfs.
 ENV STATIC_ROOT=/tmp/static \

@@ -33,7 +33,8 @@ done
 #    means retrying cannot help. On success: the key of this build and the database's state.
 key=$(python manage.py check_database --wait --key)
 
-if [ -e "$data/.prepared-$key" ]; then
+# The marker in both folders: a public folder emptied or replaced since is published to again.
+if [ -e "$data/.prepared-$key" ] && [ -e "$public/.prepared-$key" ]; then
   log "already prepared for this build and database state: skipping static files and migrations"
 else
   # 2. The static files collected into this image at build time, copied into the public folder:
@@ -42,7 +43,7 @@ else
   # 3. Migrations, under a PostgreSQL advisory lock (migrate.py): concurrent starts never race.
   python manage.py migrate --noinput || fail "migrations failed (see above); not starting"
   # 4. The marker, keyed on the state after migrate: the next start of this build skips 2 and 3.
-  python manage.py mark_prepared "$data" || :  # no marker (said above): the next start prepares again
+  python manage.py mark_prepared "$data" --also "$public" || :  # no marker (said above): the next start prepares again
 fi
 
 if [ "$1" = prepare ]; then

@@ -195,15 +195,19 @@ def test_an_empty_database_has_a_state_of_its_own(state):
     assert migrated.startswith("postgresql oid ") and empty == migrated.split(":")[0] + ": empty"
 
 
-def test_mark_prepared_leaves_one_marker_named_by_the_key(state, tmp_path):
-    (tmp_path / ".prepared-of-an-older-build").write_text("")
-    (tmp_path / "secret_key").write_text("the trial's, kept")
-    call_command("mark_prepared", str(tmp_path), stdout=io.StringIO())
+def test_mark_prepared_leaves_one_marker_named_by_the_key_in_each_folder(state, tmp_path):
+    data, public = tmp_path / "data", tmp_path / "static"
+    for folder in (data, public):
+        folder.mkdir()
+        (folder / ".prepared-of-an-older-build").write_text("")
+        (folder / "kept").write_text("the trial's secret key, a published file")
+    call_command("mark_prepared", str(data), "--also", str(public), stdout=io.StringIO())
     key, migrated = state()
-    [marker] = tmp_path.glob(".prepared-*")
-    assert marker.name == f".prepared-{key}"
-    assert f"database {migrated}" in marker.read_text()
-    assert sorted(path.name for path in tmp_path.iterdir()) == [marker.name, "secret_key"]  # no temporary
+    for folder in (data, public):
+        [marker] = folder.glob(".prepared-*")
+        assert marker.name == f".prepared-{key}"
+        assert f"database {migrated}" in marker.read_text()
+        assert sorted(path.name for path in folder.iterdir()) == [marker.name, "kept"]  # no temporary
 
 
 def test_mark_prepared_into_an_unwritable_folder_says_how_to_fix_it(state, tmp_path):

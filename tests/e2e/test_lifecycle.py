@@ -1,6 +1,7 @@
 """Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
 
 import functools
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,6 +82,12 @@ def test_a_restart_of_the_same_build_and_database_skips_static_files_and_migrati
     assert static_files(app.static) == published
     assert list(app.data.glob(".prepared-*")) == [marker]
     assert home(app) == 200
+    # The public folder emptied (old versions' files cleaned out, a new host): published again.
+    for path in app.static.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    restart(app)
+    assert app.logs().count("static files: ") == 2
+    assert static_files(app.static).keys() == published.keys()
 
 
 def test_a_new_build_publishes_its_static_files_and_migrates_again(make_stack):
@@ -117,10 +124,14 @@ def test_two_preparations_at_once_publish_whole_files_and_a_third_rewrites_none(
     image = run(["docker", "run", "--rm", "--entrypoint", "sh", app.image, "-c", listing]).stdout
     expected = {name[2:]: digest for digest, name in (line.split() for line in image.splitlines())}
     published = static_files(app.static)
-    assert set(published) == set(expected)
+    [marker] = [name for name in published if name.startswith(".prepared-")]  # never served: a dotfile
+    assert set(published) == set(expected) | {marker}
     digests = run(["sha256sum", *expected], cwd=app.static).stdout
     assert {name: digest for digest, name in (line.split() for line in digests.splitlines())} == expected
-    # Run again: files in place are neither rewritten nor replaced (nginx may be serving them).
+    # Run again, its marker in ./data gone: files in place are neither rewritten nor replaced (nginx
+    # may be serving them).
+    for stale in app.data.glob(".prepared-*"):
+        stale.unlink()
     app.compose("run", "--rm", "app", "prepare")
     assert static_files(app.static) == published
 

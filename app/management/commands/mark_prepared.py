@@ -1,7 +1,9 @@
 """Write the entrypoint's "already prepared" marker, once static files are published and migrations
 applied: <folder>/.prepared-<key>, the key of this build and of the database's state after migrate
 (check_database.preparation_key). A start that finds its key's marker skips both steps
-(docker/docker-entrypoint.sh). Earlier markers are removed: only the latest state is remembered."""
+(docker/docker-entrypoint.sh). Earlier markers are removed: only the latest state is remembered.
+With --also, the same marker goes there too (the public static folder: one emptied or replaced
+since loses it, and the next start publishes again; nginx never serves a dotfile)."""
 
 import contextlib
 import os
@@ -21,17 +23,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("folder", help="where markers are kept, e.g. /app/data (the ./data bind mount)")
+        parser.add_argument("--also", help="a second folder that gets the marker too, e.g. /app/static")
 
-    def handle(self, *args, folder, **options):
-        folder = Path(folder)
+    def handle(self, *args, folder, also=None, **options):
         try:
             key, state = preparation_key(connection), database_state(connection)
         except DatabaseError as exc:
             raise CommandError(f"cannot read the database's migration state: {exc}") from None
+        for where in filter(None, (also, folder)):  # the main folder last: its marker says both are written
+            self.write(Path(where), key, f"build {build_id()}\ndatabase {state}\n")
+        self.stdout.write(f"prepared: marker {PREFIX}{key}")
+
+    def write(self, folder, key, text):
         marker = folder / f"{PREFIX}{key}"
         temporary = folder / f".marker-{secrets.token_hex(6)}.tmp"  # a name no other writer picks
         try:
-            temporary.write_text(f"build {build_id()}\ndatabase {state}\n", encoding="ascii")
+            temporary.write_text(text, encoding="ascii")
             os.replace(temporary, marker)  # whole or absent: never a marker half written
             for stale in folder.glob(f"{PREFIX}*"):
                 if stale != marker:
@@ -41,6 +48,5 @@ class Command(BaseCommand):
                 temporary.unlink()
             raise CommandError(
                 f"cannot write the marker in {folder} ({exc.strerror}): on the host, run: "
-                f"sudo mkdir -p ./data && sudo chown {os.getuid()}:{os.getgid()} ./data"
+                f"sudo mkdir -p ./{folder.name} && sudo chown {os.getuid()}:{os.getgid()} ./{folder.name}"
             ) from None
-        self.stdout.write(f"prepared: marker {marker.name}")

@@ -118,10 +118,6 @@ def test_gunicorn_refuses_zero_workers_with_one_line():
     assert_one_line_naming(gunicorn_check_config(WEB_CONCURRENCY="0"), "WEB_CONCURRENCY")
 
 
-def test_gunicorn_refuses_a_non_numeric_graceful_timeout_with_one_line():
-    assert_one_line_naming(gunicorn_check_config(GRACEFUL_TIMEOUT="25s"), "GRACEFUL_TIMEOUT")
-
-
 def test_db_password_file_supplies_the_database_password(tmp_path):
     # The throwaway test database (tests/plugin.py) requires its password: connect with it from a file.
     secret = tmp_path / "db_password"

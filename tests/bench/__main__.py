@@ -77,7 +77,7 @@ def start(table, stack, nginx, cluster):
         "Start to first 200 via nginx", "restart", f"{seconds(again)}, of which stop {seconds(stopped)}"
     )
     since = time.monotonic()
-    stack.manage("check_database", "--attempt", "1/1")
+    stack.manage("check_database")
     booted = time.monotonic() - since
     table.add("The entrypoint's database check (a Django boot)", "`docker exec`", f"{booted:.1f} s")
     median = statistics.median

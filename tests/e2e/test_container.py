@@ -19,7 +19,7 @@ def test_docker_reports_the_container_healthy(stack):
 
 
 def test_server_process_runs_as_uid_33(stack):
-    pid = stack.state()["Pid"]
+    pid = stack.server_pid()
     with open(f"/proc/{pid}/status") as status:
         uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
     assert uids == ["33", "33", "33", "33"]

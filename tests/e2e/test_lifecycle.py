@@ -1,17 +1,16 @@
 """Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
 
-import contextlib
 import functools
 import os
-import subprocess
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import psycopg2
 import pytest
 
-from tests.harness import Nginx, host_database, run, site_env, wait_for
+from tests.harness import Nginx, children, host_database, run, site_env, wait_for
 from tests.harness.http import request, status
 
 
@@ -40,6 +39,14 @@ def home(app):
     return status(app.port, "/", headers={"X-Forwarded-Proto": "https"}, timeout=15)
 
 
+SKIPPED = "already prepared for this build and database state: skipping static files and migrations"
+
+
+def restart(app):
+    app.compose("restart")
+    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+
+
 def test_a_database_recreated_empty_is_migrated_at_the_next_start(make_stack, host_db, new_database):
     app = make_stack("sitekit-life-recreated")
     app.up()
@@ -48,10 +55,56 @@ def test_a_database_recreated_empty_is_migrated_at_the_next_start(make_stack, ho
     # server): a marker of "already prepared" would skip migrate and serve "relation does not exist".
     host_db.psql(f'DROP DATABASE "{new_database}" WITH (FORCE)', database="postgres")
     host_db.psql(f'CREATE DATABASE "{new_database}" OWNER "{host_db.user}"', database="postgres")
-    app.compose("restart")
-    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+    restart(app)
     assert home(app) == 200, app.logs()
     assert int(host_db.psql("SELECT count(*) FROM django_migrations", database=new_database)) > 10
+
+
+def test_a_database_migrated_by_another_version_is_migrated_again_at_the_next_start(make_stack):
+    app = make_stack("sitekit-life-other")
+    app.up()
+    # Another version (a rollback's `migrate app <earlier>`, here all the way back) changed the
+    # schema under the same name: this build's marker no longer describes the database.
+    app.manage("migrate", "app", "zero")
+    restart(app)
+    logs = app.logs()
+    assert SKIPPED not in logs and logs.count("Applying app.0001_initial... OK") == 2, logs
+    assert home(app) == 200
+
+
+def test_a_restart_of_the_same_build_and_database_skips_static_files_and_migrations(make_stack):
+    app = make_stack("sitekit-life-skip")
+    app.up()
+    published = static_files(app.static)
+    [marker] = app.data.glob(".prepared-*")
+    restart(app)
+    logs = app.logs()
+    assert logs.count(SKIPPED) == 1, logs  # said once, by the restart
+    assert logs.count("static files: ") == logs.count("Operations to perform") == 1  # the first start's
+    assert static_files(app.static) == published
+    assert list(app.data.glob(".prepared-*")) == [marker]
+    assert home(app) == 200
+    # The public folder emptied (old versions' files cleaned out, a new host): published again.
+    for path in app.static.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    restart(app)
+    assert app.logs().count("static files: ") == 2
+    assert static_files(app.static).keys() == published.keys()
+
+
+def test_a_new_build_publishes_its_static_files_and_migrates_again(make_stack):
+    app = make_stack("sitekit-life-build", own_image=True)
+    app.compose("build")
+    app.up()
+    restart(app)
+    assert app.logs().count(SKIPPED) == 1  # the same build: nothing to do
+    (app.dir / "app/static/site/new-in-this-build.txt").write_text("a file only the new build has")
+    app.compose("build")
+    app.up()  # recreates the container from the new image
+    logs = app.logs()  # the new container's alone
+    assert SKIPPED not in logs and "Operations to perform" in logs, logs
+    assert (app.static / "site/new-in-this-build.txt").read_text() == "a file only the new build has"
+    assert len(list(app.data.glob(".prepared-*"))) == 1  # the old build's marker is gone
 
 
 def static_files(folder):
@@ -73,12 +126,18 @@ def test_two_preparations_at_once_publish_whole_files_and_a_third_rewrites_none(
     image = run(["docker", "run", "--rm", "--entrypoint", "sh", app.image, "-c", listing]).stdout
     expected = {name[2:]: digest for digest, name in (line.split() for line in image.splitlines())}
     published = static_files(app.static)
-    assert set(published) == set(expected)
+    [marker] = [name for name in published if name.startswith(".prepared-")]  # never served: a dotfile
+    assert set(published) == set(expected) | {marker}
     digests = run(["sha256sum", *expected], cwd=app.static).stdout
     assert {name: digest for digest, name in (line.split() for line in digests.splitlines())} == expected
-    # Run again: files in place are neither rewritten nor replaced (nginx may be serving them).
+    # Run again, its marker in ./data gone: files in place are neither rewritten nor replaced (nginx
+    # may be serving them).
+    for stale in app.data.glob(".prepared-*"):
+        stale.unlink()
     app.compose("run", "--rm", "app", "prepare")
-    assert static_files(app.static) == published
+    again = static_files(app.static)
+    assert again.keys() == published.keys()
+    assert {name: again[name] for name in expected} == {name: published[name] for name in expected}
 
 
 def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_db, new_database):
@@ -100,50 +159,42 @@ def test_stop_lets_an_in_flight_request_finish(make_stack, host_db, new_database
     app.write_env(site_env(host_db, app.nginx.https_port, DB_NAME=new_database))
     app.up()
     app.nginx.start()
-    # A slow request, made slow honestly: the home page's query waits for a table lock held here.
-    locker = subprocess.Popen(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-h",
-            str(host_db.socket_dir),
-            "-p",
-            str(host_db.port),
-            "-U",
-            host_db.user,
-            "-d",
-            new_database,
-            "-c",
-            "BEGIN; LOCK TABLE app_site; SELECT pg_sleep(5); COMMIT;",
-        ],
-        env={"PGPASSWORD": host_db.password, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
+    # A request made slow honestly: the home page's query waits for a table lock held here.
+    locker = psycopg2.connect(
+        host=str(host_db.socket_dir),
+        port=host_db.port,
+        user=host_db.user,
+        password=host_db.password,
+        dbname=new_database,
     )
-    time.sleep(1)
-    answer = {}
-    request = threading.Thread(target=lambda: answer.update(status=app.nginx.request("/")[0]))
-    request.start()
-    time.sleep(1)
-    started = time.monotonic()
-    app.compose("stop")  # SIGTERM, then SIGKILL after stop_grace_period (30 s)
-    stopped_after = time.monotonic() - started
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'app_site'::regclass AND NOT granted"
+    answer, stopped = {}, {}
+    try:
+        locker.cursor().execute("LOCK TABLE app_site IN ACCESS EXCLUSIVE MODE")
+        request = threading.Thread(target=lambda: answer.update(status=app.nginx.request("/")[0]))
+        request.start()
+        wait_for(lambda: host_db.psql(waiting, database=new_database) == "1", what="the request waiting")
+        # SIGTERM, then SIGKILL after stop_grace_period (30 s); it returns once the container is gone.
+        stop = threading.Thread(target=lambda: stopped.update(result=app.compose("stop", check=False)))
+        stop.start()
+        wait_for(lambda: "Handling signal: term" in app.logs(), what="gunicorn told to stop")
+        assert host_db.psql(waiting, database=new_database) == "1"  # still in flight
+    finally:
+        locker.rollback()  # the query goes on; the request can finish
+        locker.close()
     request.join(timeout=30)
-    locker.wait(timeout=30)
+    stop.join(timeout=40)
 
     assert answer.get("status") == 200, app.logs()
+    assert stopped["result"].returncode == 0, stopped["result"].stderr
     state = app.state()
+    assert state["Status"] == "exited", state
     assert state["ExitCode"] == 0 and not state["OOMKilled"], state  # SIGKILL would exit 137
-    assert stopped_after < 30
 
 
 def worker_pids(app):
-    """gunicorn's workers: the children of the container's PID 1, read from the host's /proc."""
-    children = set()
-    for task in Path(f"/proc/{app.state()['Pid']}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            children.update((task / "children").read_text().split())
-    return children
+    """gunicorn's workers: the children of its master, read from the host's /proc."""
+    return children(app.server_pid())
 
 
 def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):

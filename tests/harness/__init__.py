@@ -19,6 +19,7 @@ from tests.harness.stack import (
     SESSION,
     SUBNETS,
     Stack,
+    children,
     cleanup,
     docker_gateway,
     host_database,
@@ -31,6 +32,7 @@ from tests.harness.stack import (
 )
 
 __all__ = [
-    "BASE_IMAGE", "REPO", "SESSION", "SUBNETS", "Cluster", "Nginx", "Stack", "cleanup", "docker_gateway",
+    "BASE_IMAGE", "REPO", "SESSION", "SUBNETS", "Cluster", "Nginx", "Stack", "children", "cleanup",
+    "docker_gateway",
     "free_port", "host_database", "record_build", "run", "site_env", "tag", "wait_for", "workdir",
 ]  # fmt: skip

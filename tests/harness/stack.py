@@ -142,6 +142,9 @@ class Stack:
         self.static = self.dir / "static"
         self.static.mkdir()
         os.chown(self.static, 33, 33)  # as `make up` does, before Docker would make it root's
+        self.data = self.dir / "data"  # the entrypoint's marker, the trial's SQLite: as `make data` does
+        self.data.mkdir()
+        os.chown(self.data, 33, 33)
         self.env = {}
         self.write_env(env or {})
 
@@ -188,6 +191,12 @@ class Stack:
     def state(self):
         return json.loads(self.inspect("{{json .State}}"))
 
+    def server_pid(self):
+        """The entrypoint's process, gunicorn's master once it runs: the child of the container's
+        init (tini: compose's init: true), as the host's /proc sees it."""
+        [pid] = children(self.state()["Pid"])
+        return pid
+
     def manage(self, *args):
         """python manage.py ... inside the running container (as the container's own user)."""
         return run(["docker", "exec", self.container(), "python", "manage.py", *args])
@@ -202,6 +211,15 @@ class Stack:
             yield username, password
         finally:
             self.manage("shell", "-c", f"{model}.filter(username={username!r}).delete()")
+
+
+def children(pid):
+    """The process ids whose parent is pid, from the host's /proc."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found.update((task / "children").read_text().split())
+    return found
 
 
 def wait_for(predicate, timeout=60, interval=0.5, what="condition"):

@@ -8,7 +8,8 @@ from hypothesis.extra.django import TestCase
 from hypothesis.provisional import urls
 
 from app.forms import SiteForm
-from app.models import JOINERS, Site, format_characters
+from app.models import Site
+from app.web_address import JOINERS, format_characters
 
 VALID = {"name": "Example", "url": "https://example.com", "description": "An example.", "contact_email": ""}
 HOSTILE = [

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
 
-from app.models import Site, normalize_url
+from app.models import Site
+from app.web_address import normalize_url
 
 DUPLICATE = "This site is already listed or waiting for review."
 

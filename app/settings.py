@@ -7,7 +7,8 @@ with one line naming the variable. .env.example documents each variable.
 from pathlib import Path
 
 from app import trial
-from app.env import ConfigError, env_addresses, env_bool, env_int, env_list, env_str
+from app.env import ConfigError, env_bool, env_int, env_list, env_str
+from app.mail import env_addresses
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
 

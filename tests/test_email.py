@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from app.env import env_addresses
+from app.mail import env_addresses
 from app.models import Site
 from tests.test_settings import assert_one_line_naming, manage
 
@@ -23,13 +23,24 @@ def test_admins_are_read_from_the_environment(monkeypatch):
     ]
 
 
+def test_a_quoted_name_may_hold_a_comma(monkeypatch):
+    # As in any mail header: "Doe, Jane" is one name, not two items split at its comma.
+    monkeypatch.setenv("ADMINS", '"Doe, Jane" <jane@example.com>, ops@example.com')
+    assert env_addresses("ADMINS") == [("Doe, Jane", "jane@example.com"), ("ops@example.com", "ops@example.com")]
+    result = manage("check", ADMINS='"Doe, Jane" <jane@example.com>', EMAIL_HOST="smtp.example.com")
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     "value",
     [
         "jane",
         "Jane Doe <jane@example.com",
         "jane@example.com ops@example.com",  # a comma forgotten
-        "Doe, Jane <jane@example.com>",  # a comma inside a name: two items, "Doe" no address
+        "Doe, Jane <jane@example.com>",  # a comma inside an unquoted name: two items, "Doe" no address
+        '"Doe, Jane <jane@example.com>',  # a quote never closed
+        "jane@example.com <ops@example.com>",  # a comma forgotten before a bracketed address
+        "ops@example.com, jane",
     ],
 )
 def test_garbage_in_admins_stops_the_site_with_one_line(value):

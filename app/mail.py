@@ -25,7 +25,7 @@ def env_addresses(name, default=""):
             validate_email(address)
     except ValidationError:
         raise ConfigError(
-            f"{name}: {value!r} is not a list of email addresses (write Name <name@example.com> or "
-            'name@example.com, separated by commas; quote a name that has one: "Doe, Jane" <jane@example.com>)'
+            f"{name}: {value!r} is not a list of email addresses (write Name <name@example.com> "
+            'or name@example.com, separated by commas; quote a name with a comma: "Doe, Jane" <...>)'
         ) from None
     return pairs

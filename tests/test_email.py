@@ -26,7 +26,8 @@ def test_admins_are_read_from_the_environment(monkeypatch):
 def test_a_quoted_name_may_hold_a_comma(monkeypatch):
     # As in any mail header: "Doe, Jane" is one name, not two items split at its comma.
     monkeypatch.setenv("ADMINS", '"Doe, Jane" <jane@example.com>, ops@example.com')
-    assert env_addresses("ADMINS") == [("Doe, Jane", "jane@example.com"), ("ops@example.com", "ops@example.com")]
+    pairs = [("Doe, Jane", "jane@example.com"), ("ops@example.com", "ops@example.com")]
+    assert env_addresses("ADMINS") == pairs
     result = manage("check", ADMINS='"Doe, Jane" <jane@example.com>', EMAIL_HOST="smtp.example.com")
     assert result.returncode == 0, result.stderr
 

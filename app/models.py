@@ -3,7 +3,7 @@
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 from app.web_address import JOINERS, WebAddressField, normalize_url, reject_format_characters
@@ -74,3 +74,21 @@ class Site(models.Model):
         """The host name, shown on the site's card: in ASCII, even for a row stored before
         normalize_url wrote hosts that way, so a look-alike never shows in Unicode."""
         return urlsplit(normalize_url(self.url)).hostname or self.url
+
+
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE; the constraint it names tells which one
+
+
+def is_duplicate_url(error):
+    """True when an IntegrityError is the unique index on Site.url refusing a second row, and only
+    then: a NOT NULL column the code does not know (a rollback past a migration) or a primary key
+    behind its sequence (a restore) is a fault to report, not a duplicate to tell the visitor."""
+    cause, table = error.__cause__, Site._meta.db_table
+    if connection.vendor == "sqlite":  # the trial: SQLite names the column, not the constraint
+        return str(cause) == f"UNIQUE constraint failed: {table}.url"
+    if getattr(cause, "pgcode", None) != UNIQUE_VIOLATION:
+        return False
+    with connection.cursor() as cursor:  # the index's name is Django's to choose: look it up
+        constraints = connection.introspection.get_constraints(cursor, table)
+    found = constraints.get(cause.diag.constraint_name, {})
+    return found.get("unique", False) and found.get("columns") == ["url"]

@@ -1,6 +1,7 @@
 """What a listing's web address may be, and its one canonical spelling: the field the Site model
 stores it in, its normalisation (case, punycode) and the refusals of addresses that deceive."""
 
+import ipaddress
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
@@ -93,6 +94,42 @@ def validate_honest_url(url):
         raise ValidationError("The host name has characters no domain name may have.", code="host")
 
 
+# Names that never leave the visitor's machine or network: localhost (RFC 6761) and /etc/hosts'
+# localhost.localdomain, mDNS's .local (RFC 6762), home.arpa (RFC 8375), ICANN's private .internal.
+LOCAL_NAMES = ("localhost", "localdomain", "local", "home.arpa", "internal")
+# IPv6 addresses whose last 32 bits are an IPv4 address: IPv4-compatible, IPv4-mapped, NAT64.
+IPV4_INSIDE = [ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0/96", "64:ff9b::/96")]
+
+
+def is_local_address(host):
+    """True for an IP literal that is not a public unicast address: loopback, private, link-local,
+    unspecified, shared (CGNAT), reserved, multicast - also when wrapped in an IPv6 address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.version == 6:
+        # Where the connection goes is the IPv4 address inside: ::ffff:127.0.0.1 is 127.0.0.1.
+        inside = [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in IPV4_INSIDE if ip in net]
+        ip = ip.sixtofour or (inside[0] if inside else ip)
+    return not ip.is_global or ip.is_multicast or getattr(ip, "is_site_local", False)  # fec0::/10
+
+
+def validate_public_host(url):
+    """A listing links to a public site: never to the visitor's own machine or network, where a
+    click would reach their router, printer or a development server (http://localhost:8000/admin/)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return  # unparsable: URLValidator says so
+    named_local = any(host == name or host.endswith("." + name) for name in LOCAL_NAMES)
+    if named_local or is_local_address(host):
+        raise ValidationError(
+            "Enter the address of a public site: this one leads to the visitor's own computer or network.",
+            code="local_host",
+        )
+
+
 class WebAddressField(models.URLField):
     """An http(s) URL, stored normalised (see normalize_url) however the row is saved."""
 
@@ -101,6 +138,7 @@ class WebAddressField(models.URLField):
         # Control characters are never valid in a URL; URLValidator only rejects some of them.
         RegexValidator(r"[\x00-\x1f\x7f]", inverse_match=True),
         validate_honest_url,
+        validate_public_host,
     ]
 
     def to_python(self, value):

@@ -108,6 +108,11 @@ def test_a_nul_byte_in_the_email_is_an_error():
             "Remove the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE): it can disguise the text.",
         ),
         (
+            {"url": "http://localhost:6868/admin/"},
+            "url",
+            "Enter the address of a public site: this one leads to the visitor's own computer or network.",
+        ),
+        (
             {"name": "Invoice \u202egnp.exe"},
             "name",
             "Remove the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE): it can disguise the text.",

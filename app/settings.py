@@ -132,7 +132,7 @@ if DB_NAME:
     }
 else:
     # The trial's (or `make dev`'s) SQLite. gunicorn prints the trial banner once per start.
-    SQLITE_PATH = trial.data_dir_ready(DATA_DIR) / "db.sqlite3"
+    SQLITE_PATH = trial.sqlite_database(DATA_DIR)  # owner-only, its folder too
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
     if DEBUG:
         from app.startup import announce_sqlite

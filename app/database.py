@@ -45,8 +45,9 @@ class StatementTimeoutMiddleware:
         if getattr(exception.__cause__, "pgcode", None) != QUERY_CANCELED:
             return None
         seconds = settings.DB_STATEMENT_TIMEOUT
+        path = request.path.encode("unicode_escape").decode("ascii")  # a %0A must not start a log line
         logger.warning(
-            "%s %s: query cancelled after %s s (DB_STATEMENT_TIMEOUT)", request.method, request.path, seconds
+            "%s %s: query cancelled after %s s (DB_STATEMENT_TIMEOUT)", request.method, path, seconds
         )
         # No request context: like 500.html, this page must not need the database it just lost.
         page = render_to_string("timeout.html", {"seconds": seconds})

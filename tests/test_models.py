@@ -313,6 +313,16 @@ def test_other_spellings_of_a_local_address_are_refused(url):
 
 
 @pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f000001", "0x7f.0.0.1", "0177.0.0.1", "127.1", "017700000001"]
+)
+def test_numeric_spellings_browsers_read_as_an_ip_address_are_not_web_addresses(host):
+    # Browsers read each of these as 127.0.0.1; only the dotted form is an address here, and checked.
+    with pytest.raises(ValidationError) as error:
+        make_site(url=f"http://{host}/").clean_fields()
+    assert error.value.message_dict["url"] == ["Enter a full web address starting with http:// or https://."]
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://93.184.216.34/",

@@ -192,7 +192,8 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Who gets a mail with the traceback when a page fails (500): "Jane Doe <jane@example.com>, ...".
+# Who gets a mail with the traceback when a page fails (500), as in a To: header:
+# '"Doe, Jane" <jane@example.com>, ops@example.com'. At most one mail per error per 10 minutes.
 ADMINS = env_addresses("ADMINS", "")
 if ADMINS and not EMAIL_HOST and not DEBUG:
     # The reports would only be printed to the log, beside the traceback that is there already.

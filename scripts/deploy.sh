@@ -33,6 +33,7 @@ compose() { # PROJECT PORT IMAGE ARGS...
 }
 home() { compose "$site" "$port" "$@"; }
 next() { compose "$site-next" "$next_port" "$@"; }
+discard_next() { [[ $(upstream_port) == "$next_port" ]] || next "$1" down >/dev/null 2>&1; }  # unless it serves
 container() { # PROJECT: its app container (not a one-off `compose run` one, such as prepare's)
   docker ps -aq --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.service=app \
     --filter label=com.docker.compose.oneoff=False | head -n 1
@@ -62,7 +63,9 @@ step() { # TITLE COMMAND...: run one step, print its duration; on failure show t
     cause=$(grep -E '(Error|error):' <<<"$output" | grep -v 'see above' | tail -n 1 | sed 's/^.*error: //') || true
   fi
   local ms=$((($(date +%s%N) - started) / 1000000))
-  printf '    %s in %d.%d s\n' "$( ((status == 0)) && echo done || echo FAILED)" $((ms / 1000)) $((ms % 1000 / 100))
+  local verdict="done"
+  ((status == 0)) || verdict=FAILED
+  printf '    %s in %d.%d s\n' "$verdict" $((ms / 1000)) $((ms % 1000 / 100))
   return "$status"
 }
 readyz() { # PORT: the HTTP status of GET /readyz on that loopback port (bash only, no curl)
@@ -100,7 +103,7 @@ drain() { # PORT: until nginx holds no connection to it (old workers exit once t
 }
 
 switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
-  local image=$1 id old= serving
+  local image=$1 id old='' serving
   rev=${image##*:}
   id=$(container "$site")
   if [[ -n $id && $(docker inspect -f '{{.State.Running}}' "$id") == true ]]; then
@@ -118,18 +121,22 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
     fail "nginx does not include $upstream: install the site's nginx file (make nginx-site; README, VPS guide)"
   step "prepare $rev from its image: database, static files, migrations (nothing running is touched)" \
     next "$image" run --rm --no-deps -T app prepare ||
-    { next "$image" down >/dev/null 2>&1; fail "$rev failed to prepare: ${cause:-see above}; $serving, untouched"; }
-  if [[ -n $old && $(upstream_port) != "$next_port" ]]; then
-    step "start $rev as $site-next (127.0.0.1:$next_port)" next "$image" up -d --no-build --pull never --force-recreate &&
+    { discard_next "$image"; fail "$rev failed to prepare: ${cause:-see above}; $serving, untouched"; }
+  if [[ -n $old && $(upstream_port) != "$next_port" ]]; then  # something serves: hand over to -next first
+    if ! { step "start $rev as $site-next (127.0.0.1:$next_port)" next "$image" up -d --no-build --pull never --force-recreate &&
       step "wait until $site-next answers /readyz" wait_ready "$site-next" "$next_port" &&
-      step "point nginx at $site-next and reload it gracefully" point_nginx "$next_port" ||
-      { next "$image" down >/dev/null 2>&1; fail "$rev did not take over: ${cause:-see above}; $serving"; }
+      step "point nginx at $site-next and reload it gracefully" point_nginx "$next_port"; }; then
+      discard_next "$image"
+      fail "$rev did not take over: ${cause:-see above}; $serving"
+    fi
     step "wait until nginx has no connection left to 127.0.0.1:$port" drain "$port"
+    serving="$rev serves from $site-next"
   fi
-  step "recreate $site with $rev (127.0.0.1:$port)" home "$image" up -d --no-build --pull never --force-recreate &&
+  if ! { step "recreate $site with $rev (127.0.0.1:$port)" home "$image" up -d --no-build --pull never --force-recreate &&
     step "wait until $site answers /readyz" wait_ready "$site" "$port" &&
-    step "point nginx back at $site and reload it gracefully" point_nginx "$port" ||
-    fail "$site did not come back with $rev: ${cause:-see above}; $( [[ -n $old ]] && echo "$rev serves from $site-next" || echo "nothing serves")"
+    step "point nginx back at $site and reload it gracefully" point_nginx "$port"; }; then
+    fail "$site did not come back with $rev: ${cause:-see above}; $serving"
+  fi
   step "wait until nginx has no connection left to 127.0.0.1:$next_port" drain "$next_port"
   step "remove $site-next" next "$image" down || echo "warning: $site-next did not stop cleanly; $rev serves"
   [[ -z $old ]] || echo "$old" >"$state/previous"

@@ -143,14 +143,14 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   docker tag "$image" "$site:latest"
   echo "$rev serves (127.0.0.1:$port)"
 }
-prune() { # untag all but the newest $keep tags of $site, and always keep the serving and previous ones
-  local keep_ids tag
-  keep_ids=$(docker image inspect -f '{{.Id}}' "$site:latest" "$(cat "$state/previous" 2>/dev/null)" 2>/dev/null || true)
-  docker image ls "$site" --format '{{.CreatedAt}}	{{.Tag}}' | sort -r | tail -n +$((keep + 1)) | cut -f2 |
-    while read -r tag; do
-      [[ $tag == "<none>" || $keep_ids == *$(docker image inspect -f '{{.Id}}' "$site:$tag")* ]] ||
-        docker image rm "$site:$tag" >/dev/null 2>&1 || true
-    done
+prune() { # untag $site's images but the serving, the previous and the last $keep deployed (deploy.log)
+  local keep_list tag previous
+  previous=$(cat "$state/previous" 2>/dev/null) || true
+  keep_list=" latest $rev ${previous##*:} $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
+    tail -n "$keep" | tr '\n' ' ') "
+  docker image ls "$site" --format '{{.Tag}}' | while read -r tag; do
+    [[ $tag == "<none>" || $keep_list == *" $tag "* ]] || docker image rm "$site:$tag" >/dev/null || echo "kept $site:$tag"
+  done
 }
 
 begin() { # ACTION: tools, root, the lock (a second deploy refuses at once), the log line at the end

@@ -132,7 +132,7 @@ def test_deploying_one_site_under_load_leaves_the_other_serving_and_untouched(si
 def test_pruning_one_sites_images_leaves_the_others(sites):
     one, two = sites
     before = everything_of(two)
-    for revision in ("v3", "v4"):  # keep 1: the newest, the serving one and the previous one stay
+    for revision in ("v3", "v4"):  # keep 1: the last deployed (serving) and the previous one stay
         deployed = one.make("deploy", REVISION=revision, KEEP_IMAGES="1")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     tags = set(run(["docker", "image", "ls", one.name, "--format", "{{.Tag}}"]).stdout.split())

@@ -98,7 +98,7 @@ nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstre
 	$(NGINX) -t -q && $(NGINX) -s reload
 
 fail2ban:  ## (root) jail <SITE>-admin: bans admin-login guessers, reading this site's container log alone
-	@id=$$($(COMPOSE) ps -q app) && log=$$(docker inspect -f '{{.LogPath}}' "$$id") || \
+	@id=$$($(COMPOSE) ps -q app) && [ -n "$$id" ] && log=$$(docker inspect -f '{{.LogPath}}' "$$id") || \
 		{ echo "make fail2ban: $(SITE) is not running (make up)" >&2; exit 1; }; \
 	cp -n fail2ban/filter.d/sitekit-admin.conf $(FAIL2BAN_DIR)/filter.d/ && \
 	sed -e 's/^\[sitekit-admin\]/[$(SITE)-admin]/' -e "s|^logpath = .*|logpath = $$log|" \

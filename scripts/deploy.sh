@@ -38,7 +38,7 @@ container() { # PROJECT: its app container (not a one-off `compose run` one, suc
   docker ps -aq --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.service=app \
     --filter label=com.docker.compose.oneoff=False | head -n 1
 }
-upstream_port() { sed -n 's/^[[:space:]]*server 127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$upstream" 2>/dev/null | head -n 1; }
+upstream_port() { sed -n 's/^[[:space:]]*server 127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$upstream" 2>/dev/null | head -n 1 || true; }
 revision() { docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$1"; }
 named() { # IMAGE-ID: a tag of $site other than latest (which moves at each deploy); made from its revision if none
   local tag
@@ -201,7 +201,8 @@ case "${1:-}" in
       [[ -n $id ]] || continue
       printf '%-12s %s\n' "$project" "$(docker inspect -f '{{.Config.Image}} revision {{index .Config.Labels "org.opencontainers.image.revision"}} {{.State.Status}}{{if and .State.Running .State.Health}} ({{.State.Health.Status}}){{end}}' "$id")"
     done
-    printf 'nginx        127.0.0.1:%s (%s)\n' "$(upstream_port)" "$upstream"
+    shown=$(upstream_port)
+    printf 'nginx        %s (%s)\n' "${shown:+127.0.0.1:}${shown:-no upstream file}" "$upstream"
     printf 'previous     %s (make rollback goes back to it)\n' "$(cat "$state/previous" 2>/dev/null || echo none)"
     printf 'images       %s\n' "$(docker image ls "$site" --format '{{.Tag}}' | tr '\n' ' ')"
     [[ ! -s $state/deploy.log ]] || { echo "last deploys ($state/deploy.log):"; tail -n 5 "$state/deploy.log"; }

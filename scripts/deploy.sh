@@ -23,7 +23,7 @@ next_port=$((port + 1))
 upstream=${NGINX_UPSTREAM:-/etc/nginx/$site-upstream.conf}  # what the site's nginx file includes
 read -ra nginx <<<"${NGINX:-nginx}"  # the nginx command, e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
 state=${DEPLOY_DIR:-.deploy}  # lock, deploy.log, previous: next to the clone
-keep=${KEEP_IMAGES:-3}  # image tags kept for rollbacks, besides the serving and the previous one
+keep=${KEEP_IMAGES:-3}  # the last deployed revisions whose images stay (deploy.log), besides the previous one
 ready_seconds=${READY_SECONDS:-90}  # for /readyz: a first start may wait for the database
 drain_seconds=${DRAIN_SECONDS:-70}  # above nginx's proxy_read_timeout: the longest a request may run
 

@@ -138,11 +138,10 @@ def main():
         nginx = Nginx(root, stack)
         # wrk is a single client address, and nginx lets one address have 32 requests in progress
         # (limit_conn): c=64 would measure 429s. Here wrk stands for many visitors: lift that limit.
-        site = nginx.dir / "sitekit.conf"
-        assert "limit_conn sitekit_conn 32;" in site.read_text(), "update tests/bench/__main__.py"
-        site.write_text(
-            site.read_text().replace("limit_conn sitekit_conn 32;", "limit_conn sitekit_conn 1024;")
-        )
+        site = nginx.site_file
+        lifted, count = re.subn(r"(limit_conn \S+) 32;", r"\1 1024;", site.read_text())
+        assert count == 1, "update tests/bench/__main__.py"
+        site.write_text(lifted)
         stack.write_env(site_env(cluster, nginx.https_port, DB_SOCKET_DIR=str(cluster.socket_dir)))
         measure(table, stack, nginx, cluster)
         stack.down()  # the deploy's clone runs alone: its memory is its own

@@ -40,7 +40,7 @@ def test_fail2ban_finds_a_failed_admin_login_with_the_real_clients_address(stack
 
 
 @pytest.fixture
-def fail2ban(tmp_path):
+def fail2ban(tmp_path, stack):
     """A private fail2ban-server with the distribution's configuration and the shipped jail and
     filter (no other jail), its database in memory, and a dummy action instead of the firewall's.
     Yields fail2ban-client's argv for it."""
@@ -54,10 +54,12 @@ def fail2ban(tmp_path):
         for path in (REPO / "fail2ban" / kind).iterdir():
             shutil.copy(path, conf / kind)
     (conf / "fail2ban.d" / "test.local").write_text("[DEFAULT]\ndbfile = :memory:\n")
-    # The test's only changes to the jail: ban after 2 failures, not 10 (nginx lets a client make
-    # 6 at once, then one every 10 s); this machine's addresses count; the ban is only recorded.
+    # The test's only changes to the jail: the stack's log (as make fail2ban writes it); ban after 2
+    # failures, not 10 (nginx lets a client make 6 at once, then one every 10 s); this machine's
+    # addresses count; the ban is only recorded.
     (conf / "jail.d" / "zz-test.local").write_text(
-        f"[sitekit-admin]\nmaxretry = 2\nignoreself = false\naction = dummy[target={tmp_path}/bans]\n"
+        f"[sitekit-admin]\nlogpath = {stack.inspect('{{.LogPath}}')}\nmaxretry = 2\nignoreself = false\n"
+        f"action = dummy[target={tmp_path}/bans]\n"
     )
     client = ["fail2ban-client", "-s", str(tmp_path / "sock")]
     server = subprocess.Popen(

@@ -1,5 +1,5 @@
 """The edge: what the project's nginx site does before a request reaches the app, met through the
-rendered nginx/sitekit.conf in front of the session's stack: per-client limits (form posts, requests
+rendered nginx/site.conf in front of the session's stack: per-client limits (form posts, requests
 in progress, body size), slow and idle clients, its idle connections to the app, and the names it
 does not serve. Each test that counts against nginx's per-client limits comes from a loopback
 address of its own (fresh_client()), so its limits never fall on another test's requests."""
@@ -125,9 +125,7 @@ def test_nginx_closes_idle_app_connections_before_gunicorn_does(stack):
     so nginx must be the one that closes an idle connection, before gunicorn's keepalive ends."""
     gunicorn = (stack.dir / "docker/gunicorn.conf.py").read_text()
     gunicorn_idle = int(re.search(r"^keepalive = (\d+)", gunicorn, re.M).group(1))
-    upstream = re.search(
-        r"upstream sitekit_app \{(.*?)\n\}", (stack.nginx.dir / "sitekit.conf").read_text(), re.S
-    )
+    upstream = re.search(r"upstream \S+_app \{(.*?)\n\}", stack.nginx.site_file.read_text(), re.S)
     assert int(re.search(r"keepalive_timeout (\d+)s;", upstream.group(1)).group(1)) < gunicorn_idle
 
     browser = Browser(stack.nginx, source=fresh_client())

@@ -65,7 +65,7 @@ class Browser:
 
     def __init__(self, nginx, source="127.0.0.1"):
         self.nginx, self.source = nginx, source  # source: the client's address (see request())
-        self.origin = f"https://localhost:{nginx.https_port}"
+        self.origin = f"https://{nginx.host}:{nginx.https_port}"
         self.cookies = SimpleCookie()  # every cookie received, with its attributes
 
     def request(self, path, *, method="GET", body=None, headers=None):

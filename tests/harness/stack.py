@@ -33,6 +33,10 @@ def _dockerfile_base():
 BASE_IMAGE = os.environ.get("PYTHON_IMAGE") or _dockerfile_base()
 DOCKER_POOLS = ("172.16.0.0/12", "192.168.0.0/16")  # Docker's default address pools: any stack's network
 SESSION = secrets.token_hex(3)  # in every project name and tag this process makes
+# Each stack's .env names its site, port and image; the same variables from the shell (compose
+# prefers them to .env) would give every stack the caller's site instead.
+for _name in ("SITE", "APP_PORT", "APP_IMAGE", "COMPOSE_PROJECT_NAME"):
+    os.environ.pop(_name, None)
 _NOT_COPIED = {".git", ".venv", "venv", ".env", "static", "data"}  # local state, at the top level
 _CACHES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"}
 _images_built = set()  # ids of the images this process built

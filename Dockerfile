@@ -54,8 +54,8 @@ COPY --from=build /venv /venv
 COPY --from=build /app /app
 WORKDIR /app
 
-# Run as an unprivileged numeric user: 33:33 is www-data on Debian/Ubuntu hosts, so files written to
-# the static bind mount belong to the host's web server user. Numeric, as Alpine's www-data is 82.
+# Run as an unprivileged numeric user. compose runs it as APP_UID:APP_GID, the site's own account in
+# production (make account); 33:33 (the host's www-data) is the trial's default. Numeric: any host.
 USER 33:33
 
 # No .pyc writes (the root filesystem is read-only; .pyc were compiled at build time), unbuffered

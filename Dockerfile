@@ -42,7 +42,8 @@ RUN find . -type f -exec sha256sum {} + > /tmp/files && sort -o /tmp/files /tmp/
 RUN SECRET_KEY=collectstatic-at-build-time-uses-no-secret-key-0123456789 \
     ALLOWED_HOSTS=build.invalid DB_NAME=unused STATIC_ROOT=/app/collected \
     python manage.py collectstatic --noinput --verbosity 0 \
- && cd /app/collected && find . -type f ! -name staticfiles.json -exec sha256sum {} + >/app/static.sha256
+ && find /app/collected -type f ! -name staticfiles.json -exec sha256sum {} + >/app/static.sha256 \
+ && sed -i 's|  /app/collected/|  ./|' /app/static.sha256
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

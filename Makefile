@@ -60,6 +60,7 @@ data:  ## the marker's and the trial's folder (SQLite, generated key), the conta
 static:  ## the static bind mount, the container user's (APP_UID) before Docker makes it root's; nginx reads it
 	mkdir -p static
 	chown $(APP_UID):$(APP_GID) static 2>/dev/null || sudo chown $(APP_UID):$(APP_GID) static
+	chmod 755 static 2>/dev/null || sudo chmod 755 static  # nginx (www-data) reads; nobody else writes
 	@[ "$(APP_UID)" != 33 ] || ! grep -q '^DB_NAME=.' .env 2>/dev/null || \
 		echo "warning: the site runs as www-data (33), which nginx and PHP share: sudo make account" >&2
 
@@ -75,7 +76,7 @@ account: .env  ## (root) the site's own system account, named SITE: its uid:gid 
 	for name in APP_UID:$$uid APP_GID:$$gid; do key=$${name%%:*} value=$${name#*:}; \
 		if grep -q "^#\?$$key=" .env; then sed -i "s/^#\?$$key=.*/$$key=$$value/" .env; \
 		else echo "$$key=$$value" >>.env; fi; done; \
-	mkdir -p static data && chown -R $$uid:$$gid static data && chmod 755 static && \
+	mkdir -p static data && chown -R $$uid:$$gid static data && chmod 755 static && chmod 700 data && \
 	echo "make account: $(SITE) is $$uid:$$gid (APP_UID, APP_GID in .env); ./static and ./data are its own"
 
 deploy: .env static data  ## upgrade with no dropped request: build, prepare, switch nginx (root; docs/deploy.md)

@@ -104,3 +104,13 @@ def test_a_full_disk_stops_with_one_line_no_partial_file_and_unhashed_names_unto
         publish(public)
     assert [path for path in public.rglob(".*")] == []  # the temporary file of the failed copy is gone
     assert (public / "site/css/site.css").read_text() == "the serving version's"  # hashed files go first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another uid needs root")
+def test_a_folder_of_another_account_stops_publishing_with_the_fix(collected, public):
+    publish(public)
+    os.chown(public / "admin", 33, 33)  # e.g. www-data's, from before the site had an account
+    with pytest.raises(
+        CommandError, match=r"admin belongs to uid 33, not this user \(on the host: sudo chown -R"
+    ):
+        publish(public)

@@ -38,6 +38,11 @@ except ConfigError as exc:
 if __name__ == "__main__":
     sys.exit()  # the entrypoint's check: the settings above are valid
 
+# Connections (nginx's idle ones included) and requests in progress per worker; past it, 503 at
+# once. Each request holds a PostgreSQL connection (CONN_MAX_AGE = 0): WEB_CONCURRENCY x this bounds
+# the site's connections, kept below its role's CONNECTION LIMIT (docs/operations.md).
+REQUESTS_PER_WORKER = 10
+
 # After the checks: importing gunicorn's modules parses WEB_CONCURRENCY, with a traceback if bad.
 from uvicorn_worker import UvicornWorker  # noqa: E402
 
@@ -46,7 +51,11 @@ class DjangoUvicornWorker(UvicornWorker):
     """uvicorn's gunicorn worker with the ASGI lifespan protocol off: Django does not implement it, and
     with it on ("auto") every worker logs a misleading "ASGI 'lifespan' protocol appears unsupported"."""
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "lifespan": "off"}
+    CONFIG_KWARGS = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "lifespan": "off",
+        "limit_concurrency": REQUESTS_PER_WORKER,  # the excess answered 503, never a database out of slots
+    }
 
 
 # Listen on all of the container's interfaces; compose publishes the port on the host's 127.0.0.1 only.

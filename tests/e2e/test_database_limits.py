@@ -46,9 +46,8 @@ def connect_as(cluster, role, sql="SELECT 1"):
 
 @pytest.fixture
 def site(extra_stacks, small_cluster):
-    app = extra_stacks(
-        "sitekit-crowd", small_cluster, DB_NAME="site", DB_USER="site", DB_PASSWORD=small_cluster.roles["site"]
-    )
+    password = small_cluster.roles["site"]
+    app = extra_stacks("sitekit-crowd", small_cluster, DB_NAME="site", DB_USER="site", DB_PASSWORD=password)
     app.up()
     app.nginx = Nginx(app.dir.parent, app).start()
     return app
@@ -69,8 +68,10 @@ def test_a_crowd_behind_a_table_lock_gets_503s_never_a_500_and_other_databases_k
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for(
-        lambda: small_cluster.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'", "site")
-        != "0",
+        lambda: (
+            small_cluster.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'", "site")
+            != "0"
+        ),
         timeout=10,
         what="the table lock",
     )
@@ -84,8 +85,8 @@ def test_a_crowd_behind_a_table_lock_gets_503s_never_a_500_and_other_databases_k
         except OSError as exc:
             answers.append((type(exc).__name__, ""))
 
-    threads = [threading.Thread(target=visitor, args=(client,)) for client in [fresh_client() for _ in range(6)]
-               for _ in range(30)]  # fmt: skip
+    clients = [fresh_client() for _ in range(6)]
+    threads = [threading.Thread(target=visitor, args=(client,)) for client in clients for _ in range(30)]
     for thread in threads:
         thread.start()
     time.sleep(3)  # the crowd waits on the lock, each request in progress on a connection of its own

@@ -46,7 +46,7 @@ class Nginx:
 worker_processes 1;
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log;
-events {{ worker_connections 1024; }}
+include {stack.dir}/nginx/worker-limits.conf;
 http {{
     include /etc/nginx/mime.types;
     access_log {self.dir}/access.log;

@@ -7,6 +7,7 @@ address of its own (fresh_client()), so its limits never fall on another test's 
 import re
 import secrets
 import select
+import shutil
 import socket
 import ssl
 import time
@@ -15,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.harness import run, wait_for
-from tests.harness.http import Browser, fresh_client, request
+from tests.harness.http import Browser, fresh_client, request, status
 from tests.harness.tls import QUIET, handshake, tls_connect
 
 
@@ -177,3 +178,60 @@ def test_a_body_over_one_megabyte_is_refused_by_nginx_before_gunicorn(stack):
     assert status == 403
     wait_for(lambda: small in stack.logs(), what="the small body's line in gunicorn's access log")
     assert big not in stack.logs()
+
+
+def trickle(port, source, count):
+    """count connections from source, each sending the first line of a header and no more, as a
+    slowloris does: (the connections the kernel let through, how many were refused)."""
+    held, refused = [], 0
+    for _ in range(count):
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), 5, (source, 0))
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            held.append(conn)
+        except ConnectionRefusedError:
+            refused += 1
+    return held, refused
+
+
+def test_one_address_trickling_headers_over_1100_connections_leaves_room_for_everyone_else(stack):
+    """The red team's slowloris: one address, more connections than Debian's nginx allows a worker
+    (768; the harness had 1024), each still sending its header. With nginx/worker-limits.conf's
+    values they fit, and other visitors are served while nginx's header timeout runs out on them."""
+    limits = (stack.dir / "nginx/worker-limits.conf").read_text()
+    assert int(re.search(r"worker_connections (\d+);", limits)[1]) >= 4 * 1100  # room beyond one address
+    held, _ = trickle(stack.nginx.http_port, fresh_client(), 1100)
+    try:
+        probes, https_port = [], stack.nginx.https_port
+        for _ in range(5):  # within the 10 s the header timeout gives the trickle
+            probes.append(status(https_port, "/healthz", https=True, source=fresh_client(), timeout=3))
+            time.sleep(0.5)
+        assert probes == [200] * 5, probes
+    finally:
+        for conn in held:
+            conn.close()
+    assert "worker_connections are not enough" not in (stack.nginx.dir / "error.log").read_text()
+
+
+def test_the_firewall_caps_the_connections_of_one_address_from_its_first_syn(stack, tmp_path):
+    """firewall/web-connlimit.nft, loaded as shipped but for the test nginx's ports and a table name
+    of its own: one address gets 256 connections still sending headers (nginx's own limit_conn
+    counts none of them), the 257th is refused by the kernel, and another address is served."""
+    if not shutil.which("nft"):
+        pytest.fail("nft not found: run .ci/provision (it installs nftables)")
+    nginx, table = stack.nginx, f"web_connlimit_{secrets.token_hex(3)}"
+    rules = (stack.dir / "firewall/web-connlimit.nft").read_text().replace("web_connlimit", table)
+    rules, ports = re.subn(r"\{ 80, 443 \}", f"{{ {nginx.http_port}, {nginx.https_port} }}", rules)
+    assert ports == 2, "firewall/web-connlimit.nft no longer names { 80, 443 }: update this test"
+    (tmp_path / "rules.nft").write_text(rules)
+    run(["nft", "-f", tmp_path / "rules.nft"])
+    held = []
+    try:
+        run(["nft", "-f", tmp_path / "rules.nft"])  # loading it twice replaces it: the rules are not doubled
+        held, refused = trickle(nginx.http_port, fresh_client(), 300)
+        assert (len(held), refused) == (256, 44)
+        assert status(nginx.https_port, "/healthz", https=True, source=fresh_client(), timeout=3) == 200
+    finally:
+        run(["nft", "delete", "table", "inet", table])
+        for conn in held:
+            conn.close()

@@ -235,3 +235,41 @@ def test_the_firewall_caps_the_connections_of_one_address_from_its_first_syn(sta
         run(["nft", "delete", "table", "inet", table])
         for conn in held:
             conn.close()
+
+
+@pytest.fixture
+def ipv6_clients():
+    """Three IPv6 addresses on this machine's loopback: two in one /64, one in the next /64."""
+    net = secrets.token_hex(2)
+    addresses = [f"fd17:{net}::a", f"fd17:{net}::b", f"fd17:{net}:0:1::a"]
+    for address in addresses:
+        run(["ip", "-6", "addr", "add", f"{address}/128", "dev", "lo", "nodad"])
+    yield addresses
+    for address in addresses:
+        run(["ip", "-6", "addr", "del", f"{address}/128", "dev", "lo"], check=False)
+
+
+def over_ipv6(nginx, source, request_head):
+    """A TLS connection from source to nginx's [::1] HTTPS port, request_head sent on it."""
+    sock = socket.create_connection(("::1", nginx.https_port), 10, (source, 0))
+    conn = QUIET.wrap_socket(sock, server_hostname="localhost")
+    conn.sendall(request_head)
+    return conn
+
+
+def test_an_ipv6_client_is_limited_on_its_64_not_on_each_of_its_addresses(stack, ipv6_clients):
+    """One subscriber holds a whole /64: nginx's per-client limits count it as one client, so
+    another of its addresses shares the 32 requests in progress, and the next /64 does not."""
+    one, same_64, next_64 = ipv6_clients
+    slow = b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n"  # the body never comes
+    held = [over_ipv6(stack.nginx, one, slow) for _ in range(32)]
+    try:
+        probe = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        answers = {}
+        for source in (one, same_64, next_64):
+            with over_ipv6(stack.nginx, source, probe) as conn:
+                answers[source] = conn.recv(64)[:12]
+        assert answers == {one: b"HTTP/1.1 429", same_64: b"HTTP/1.1 429", next_64: b"HTTP/1.1 200"}, answers
+    finally:
+        for conn in held:
+            conn.close()

@@ -180,13 +180,16 @@ def test_a_body_over_one_megabyte_is_refused_by_nginx_before_gunicorn(stack):
     assert big not in stack.logs()
 
 
-def trickle(port, source, count):
+def trickle(nginx, source, count, *, https=False):
     """count connections from source, each sending the first line of a header and no more, as a
     slowloris does: (the connections the kernel let through, how many were refused)."""
     held, refused = [], 0
     for _ in range(count):
         try:
-            conn = socket.create_connection(("127.0.0.1", port), 5, (source, 0))
+            if https:  # TLS first: nginx can reuse a plain connection that is still reading its header
+                conn = tls_connect(nginx, source=source, context=QUIET)
+            else:
+                conn = socket.create_connection(("127.0.0.1", nginx.http_port), 5, (source, 0))
             conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
             held.append(conn)
         except ConnectionRefusedError:
@@ -200,7 +203,7 @@ def test_one_address_trickling_headers_over_1100_connections_leaves_room_for_eve
     values they fit, and other visitors are served while nginx's header timeout runs out on them."""
     limits = (stack.dir / "nginx/worker-limits.conf").read_text()
     assert int(re.search(r"^\s*worker_connections (\d+);", limits, re.M)[1]) >= 4 * 1100  # room beyond one address
-    held, _ = trickle(stack.nginx.http_port, fresh_client(), 1100)
+    held, _ = trickle(stack.nginx, fresh_client(), 1100, https=True)
     try:
         probes, https_port = [], stack.nginx.https_port
         for _ in range(5):  # within the 10 s the header timeout gives the trickle
@@ -228,7 +231,7 @@ def test_the_firewall_caps_the_connections_of_one_address_from_its_first_syn(sta
     held = []
     try:
         run(["nft", "-f", tmp_path / "rules.nft"])  # loading it twice replaces it: the rules are not doubled
-        held, refused = trickle(nginx.http_port, fresh_client(), 300)
+        held, refused = trickle(nginx, fresh_client(), 300)
         assert (len(held), refused) == (256, 44)
         assert status(nginx.https_port, "/healthz", https=True, source=fresh_client(), timeout=3) == 200
     finally:

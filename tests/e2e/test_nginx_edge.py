@@ -18,6 +18,7 @@ import pytest
 from tests.harness import run, wait_for
 from tests.harness.http import Browser, fresh_client, request, status
 from tests.harness.tls import QUIET, handshake, tls_connect
+from tests.harness.traffic import Load
 
 
 def post(browser, path, token, fields):
@@ -277,3 +278,17 @@ def test_an_ipv6_client_is_limited_on_its_64_not_on_each_of_its_addresses(stack,
     finally:
         for conn in held:
             conn.close()
+
+
+def test_a_reload_closes_idle_kept_alive_connections_and_loses_no_request(stack):
+    """What a deploy's switch does to visitors (scripts/deploy.sh reloads nginx twice): requests in
+    progress finish on the old workers; connections idle between requests are closed, and the next
+    request on one finds it closed without an answer, which clients send again on a new connection
+    (tests/harness/traffic.py: KeepAlive). Nothing else fails, a POST included."""
+    with Load(stack) as load:
+        for _ in range(3):
+            stack.nginx.nginx("-s", "reload")
+            time.sleep(1.5)
+    assert load.failures() == [], load.failures()[:5]
+    assert load.retries() >= 1, "no kept-alive connection was idle at a reload: the test proved nothing"
+    assert {kind for kind, *_ in load.answers} >= {"GET", "GET keep-alive", "POST"}

@@ -58,3 +58,11 @@ def test_in_flight_requests_get_less_time_than_docker_waits_before_sigkill(monke
     compose = (REPO / "docker-compose.yml").read_text()
     grace = int(re.search(r"^\s+stop_grace_period: (\d+)s", compose, re.MULTILINE)[1])
     assert load(monkeypatch).graceful_timeout < grace
+
+
+def test_each_worker_bounds_its_requests_in_progress_so_the_site_bounds_its_database_connections(monkeypatch):
+    # uvicorn answers 503 past limit_concurrency: WEB_CONCURRENCY x it is the most connections the
+    # site asks PostgreSQL for (CONN_MAX_AGE = 0), which the role's CONNECTION LIMIT must exceed.
+    conf = load(monkeypatch, WEB_CONCURRENCY="3")
+    assert conf.worker_class.CONFIG_KWARGS["limit_concurrency"] == conf.REQUESTS_PER_WORKER == 10
+    assert conf.workers * conf.REQUESTS_PER_WORKER == 30  # the VPS guide's CONNECTION LIMIT 40 leaves 10

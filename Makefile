@@ -106,7 +106,8 @@ manage:  ## a manage.py command in a new container: make manage ARGS="createsupe
 		-e DJANGO_SUPERUSER_USERNAME -e DJANGO_SUPERUSER_EMAIL -e DJANGO_SUPERUSER_PASSWORD app python manage.py $(ARGS)
 
 # nginx/site.conf rendered for this clone: its SITE (names), DOMAIN and path. The catch-all server
-# and the headers snippet are the host's, shared by every site: installed only if absent.
+# and the headers snippet are the host's, shared by every site: the newest clone's copy replaces them
+# (a site file of this version may use what an older catch-all lacks, e.g. $limit_client).
 NGINX_DIR ?= /etc/nginx
 NGINX ?= nginx
 nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstream file; reloads nginx
@@ -115,8 +116,8 @@ nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstre
 	sed -e 's/sitekit_/$(SITE)_/g' -e 's|/etc/nginx/sitekit-upstream|$(NGINX_DIR)/$(SITE)-upstream|' \
 		-e 's|/srv/sitekit|$(CURDIR)|' -e 's/example\.com/$(DOMAIN)/g' nginx/site.conf >$(NGINX_DIR)/sites-enabled/$(SITE).conf
 	test -e $(NGINX_DIR)/$(SITE)-upstream.conf || echo 'server 127.0.0.1:$(APP_PORT);' >$(NGINX_DIR)/$(SITE)-upstream.conf
-	cp -n nginx/default-server.conf $(NGINX_DIR)/sites-enabled/
-	cp -n nginx/sitekit-headers.conf $(NGINX_DIR)/snippets/
+	cp nginx/default-server.conf $(NGINX_DIR)/sites-enabled/
+	cp nginx/sitekit-headers.conf $(NGINX_DIR)/snippets/
 	$(NGINX) -t -q && $(NGINX) -s reload
 
 fail2ban:  ## (root) jail <SITE>-admin: bans admin-login guessers, reading this site's container log alone

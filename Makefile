@@ -21,7 +21,8 @@ export BUILD_PULL
 setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env 2>/dev/null | tail -n 1),$(2))
 SITE := $(call setting,SITE,sitekit)
 APP_PORT := $(call setting,APP_PORT,6868)
-export SITE
+# Not exported: compose and scripts read .env themselves, and an exported SITE would name every
+# clone `make test` starts (the tests' own stacks) after this one.
 
 # The jail <SITE>-admin reads this site's container log alone; a new container logs to a new file,
 # so up, deploy and rollback point an installed jail at it again (when run as root).

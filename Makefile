@@ -59,15 +59,15 @@ static:  ## the static bind mount, owned by the container's user (33:33, www-dat
 	mkdir -p static
 	chown 33:33 static 2>/dev/null || sudo chown 33:33 static
 
-deploy: .env static data  ## upgrade with no dropped request: build, prepare, switch nginx (root; docs/deploy.md)
+deploy: .env static data  ## upgrade, or apply an edited .env, with no dropped request (root; docs/deploy.md)
 	scripts/deploy.sh deploy
 	@$(JAIL_REFRESH)
 
-rollback:  ## the previous deployed image back in service, the same way (or REV=<revision>)
+rollback:  ## back to the revision deployed before the serving one (deploy.log), never forward; or REV=<revision>
 	scripts/deploy.sh rollback $(REV)
 	@$(JAIL_REFRESH)
 
-status:  ## what serves (image, revision, health), the previous image, the kept ones, the last deploys
+status:  ## what serves (image, revision, health), the rollback target, the kept images, the last deploys
 	scripts/deploy.sh status
 
 down:  ## stop and remove the site's container

@@ -265,7 +265,8 @@ def test_an_edited_env_reaches_production_by_make_deploy_under_load(site):
         assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
         assert f"{revision} already serves with this configuration: nothing to do" in unchanged.stdout
         # The log says so: the same revision, from itself, with another configuration's hash.
-        *earlier, switched, last = [line.split("\t") for line in site.dir.joinpath(".deploy/deploy.log").open()]
+        log = site.dir.joinpath(".deploy/deploy.log").read_text().splitlines()
+        *earlier, switched, last = [line.split("\t") for line in log]
         assert switched[1:5] + switched[6:7] == ["deploy", revision, "root", "ok", revision]
         before = [line for line in earlier if line[4] == "ok"][-1]  # the last switch: the old configuration
         assert switched[7] != before[7] and last[4] == "unchanged"

@@ -179,7 +179,8 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
 }
 prune() { # untag $site's images but the serving, the rollback target and the last $keep deployed (deploy.log)
   local keep_list tag
-  keep_list=" latest $rev $(history | tail -n 2 | head -n 1) $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
+  # The rollback target: what served before ($from), or (same revision) the history's one before it.
+  keep_list=" latest $rev ${from:-} $(history | tail -n 2 | tr '\n' ' ') $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
     tail -n "$keep" | tr '\n' ' ') "
   docker image ls "$site" --format '{{.Tag}}' | while read -r tag; do
     [[ $tag == "<none>" || $keep_list == *" $tag "* ]] || docker image rm "$site:$tag" >/dev/null || echo "kept $site:$tag"

@@ -178,9 +178,9 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   echo "$rev serves (127.0.0.1:$port)"
 }
 prune() { # untag $site's images but the serving, the rollback target and the last $keep deployed (deploy.log)
-  local keep_list tag
-  # The rollback target: what served before ($from), or (same revision) the history's one before it.
-  keep_list=" latest $rev ${from:-} $(history | tail -n 2 | tr '\n' ' ') $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
+  local keep_list tag target=${from:-}
+  [[ $target != "$rev" ]] || target=$(history | tail -n 2 | head -n 1)  # the same revision: the one before it
+  keep_list=" latest $rev $target $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
     tail -n "$keep" | tr '\n' ' ') "
   docker image ls "$site" --format '{{.Tag}}' | while read -r tag; do
     [[ $tag == "<none>" || $keep_list == *" $tag "* ]] || docker image rm "$site:$tag" >/dev/null || echo "kept $site:$tag"

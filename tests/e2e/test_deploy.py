@@ -3,6 +3,7 @@ project's compose file as the site's project and its temporary -next one, the pr
 switched between them, a host PostgreSQL, and continuous load through nginx over HTTPS meanwhile."""
 
 import fcntl
+import functools
 import re
 import subprocess
 import time
@@ -277,7 +278,10 @@ def test_an_edited_env_reaches_production_by_make_deploy_under_load(site):
 def test_a_release_whose_home_page_fails_is_refused_before_nginx_sends_it_anyone(site):
     before = serving(site)
     # /readyz answers 200 (no template); the home page raises NoReverseMatch: a 500.
-    restore = edit(site, "templates/home.html", "\n{% url 'no-such-page' %}\n")
+    home = site.dir / "templates/home.html"
+    original = home.read_text()
+    home.write_text(original.replace("{% block content %}", "{% block content %}{% url 'no-such-page' %}", 1))
+    restore = functools.partial(home.write_text, original)
     try:
         with Load(site) as load:
             result = make(site, "deploy", REVISION="badpage")

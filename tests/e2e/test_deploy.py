@@ -287,7 +287,7 @@ def test_a_release_whose_home_page_fails_is_refused_before_nginx_sends_it_anyone
             result = make(site, "deploy", REVISION="badpage")
     finally:
         restore()
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout + result.stderr
     assert one_line_error(result) == (
         "deploy: error: badpage did not take over: GET / (Host localhost, https) answered 500; "
         f"{site.name}:{before} still serves"

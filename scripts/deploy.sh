@@ -133,7 +133,7 @@ drain() { # PORT: until nginx holds no connection to it (old workers exit once t
 }
 
 switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
-  local image=$1 id old='' serving
+  local image=$1 id old='' serving recorded
   rev=${image##*:}
   config=$(configuration "$image") || fail "docker compose config failed: check .env and docker-compose.yml"
   id=$(container "$site")
@@ -143,12 +143,14 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
     if [[ $(docker image inspect -f '{{.Id}}' "$image") == $(docker inspect -f '{{.Image}}' "$id") &&
       $(upstream_port) == "$port" && $(readyz "$port") == 200 ]]; then
       # The configuration the last successful deploy or rollback recorded (deploy.log's 8th column).
-      if [[ $config == "$(awk -F'\t' '$5 == "ok" { c = $8 } END { print c }' "$state/deploy.log" 2>/dev/null)" ]]; then
+      recorded=$(awk -F'\t' '$5 == "ok" { c = $8 } END { print c }' "$state/deploy.log" 2>/dev/null || true)
+      if [[ $config == "$recorded" ]]; then
         echo "$rev already serves with this configuration: nothing to do"
         outcome=unchanged
         return
       fi
-      echo "$rev serves, but not with this configuration (.env, docker-compose.yml): switching to it"
+      [[ -n $recorded ]] || recorded="none recorded yet"
+      echo "$rev serves, but not with this configuration (.env, docker-compose.yml; recorded: $recorded): switching to it"
     fi
   fi
   serving="${old:-the old version} still serves"

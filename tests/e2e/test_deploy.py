@@ -3,6 +3,7 @@ project's compose file as the site's project and its temporary -next one, the pr
 switched between them, a host PostgreSQL, and continuous load through nginx over HTTPS meanwhile."""
 
 import fcntl
+import functools
 import re
 import subprocess
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from tests.harness import SESSION, run
 from tests.harness.deploy import deployed_site
+from tests.harness.envfile import parse, with_changes
 from tests.harness.traffic import Load
 
 
@@ -68,7 +70,7 @@ def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site)
         )
         assert f"{name}-next" not in status.stdout  # removed once the site's own project serves again
         assert re.search(rf"nginx +127\.0\.0\.1:{site.port} ", status.stdout), status.stdout
-        assert re.search(rf"previous +{name}:v1 ", status.stdout), status.stdout  # make up's image, named
+        assert re.search(rf"rollback to +{name}:v1 ", status.stdout), status.stdout  # make up's image, named
         # Plain compose (make manage, logs, shell) now runs what serves: <SITE>:latest is v2.
         assert revision_of(f"{name}:latest") == "v2"
 
@@ -82,12 +84,20 @@ def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site)
         took = load.first_answer_from("v1") - started
         print(f"rollback: old version serving {took:.1f} s after make rollback")
 
+        assert "rolling back from v2 to v1, deployed before it" in rolled_back.stdout
         log = (site.dir / ".deploy/deploy.log").read_text().splitlines()
         assert [line.split("\t")[1:5] for line in log[-2:]] == [
             ["deploy", "v2", "root", "ok"],
             ["rollback", "v1", "root", "ok"],
         ]
         assert revision_of(f"{site.name}:latest") == "v1"
+        # A second rollback goes further back, never forward to the version just rolled away from.
+        again = make(site, "rollback")
+        assert again.returncode != 0 and serving(site) == "v1", again.stdout + again.stderr
+        assert one_line_error(again) == (
+            "rollback: error: no revision deployed before v1 in .deploy/deploy.log: "
+            "name one, make rollback REV=<revision>"
+        )
         # Any kept revision by name; one that is not kept gets one line naming those that are.
         named = make(site, "rollback", REV="v2")
         assert named.returncode == 0 and serving(site) == "v2", named.stdout + named.stderr
@@ -96,6 +106,9 @@ def test_deploy_then_rollback_under_load_drop_no_request_and_lose_no_write(site)
         assert re.fullmatch(
             r"rollback: error: no image \S+:v0 on this host; kept: .*v2.*", one_line_error(missing)
         )
+        back = make(site, "rollback")  # from v2, rolled forward to by name, back to v1 again
+        assert back.returncode == 0 and serving(site) == "v1", back.stdout + back.stderr
+        assert "rolling back from v2 to v1" in back.stdout
     finally:
         restore()
         unexpand()
@@ -231,3 +244,78 @@ def test_a_deploy_refuses_when_nginx_does_not_read_the_upstream_file(site, tmp_p
     assert result.returncode != 0
     assert one_line_error(result).startswith(f"deploy: error: nginx does not include {elsewhere}")
     assert serving(site) == before and not elsewhere.exists()
+
+
+def test_an_edited_env_reaches_production_by_make_deploy_under_load(site):
+    # A fix to ALLOWED_HOSTS, with no new code: the revision that serves, deployed again.
+    revision, other = serving(site), "www.localhost"  # nginx's site serves www. too (nginx/site.conf)
+    assert site.nginx.request("/", host=other)[0] == 400  # Django refuses the name so far
+    env = site.dir / ".env"
+    original = env.read_text()
+    hosts = parse(original)["ALLOWED_HOSTS"]
+    env.write_text(with_changes(original, {"ALLOWED_HOSTS": f"{hosts},{other}"}))
+    try:
+        with Load(site) as load:
+            deployed = make(site, "deploy", REVISION=revision)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert f"{revision} serves, but not with this configuration" in deployed.stdout
+        assert load.failures() == [], deployed.stdout
+        assert len(load.posted) >= 3 and load.rows() == len(load.posted)
+        assert site.nginx.request("/", host=other)[0] == 200 and serving(site) == revision
+        unchanged = make(site, "deploy", REVISION=revision)
+        assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+        assert f"{revision} already serves with this configuration: nothing to do" in unchanged.stdout
+        # The log says so: the same revision, from itself, with another configuration's hash.
+        log = site.dir.joinpath(".deploy/deploy.log").read_text().splitlines()
+        *earlier, switched, last = [line.split("\t") for line in log]
+        assert switched[1:5] + switched[6:7] == ["deploy", revision, "root", "ok", revision]
+        before = [line for line in earlier if line[4] == "ok"][-1]  # the last switch: the old configuration
+        assert switched[7] != before[7] and last[4] == "unchanged"
+    finally:
+        env.write_text(original)
+
+
+def test_a_release_whose_home_page_fails_is_refused_before_nginx_sends_it_anyone(site):
+    before = serving(site)
+    # /readyz answers 200 (no template); the home page raises NoReverseMatch: a 500.
+    home = site.dir / "templates/home.html"
+    original = home.read_text()
+    home.write_text(original.replace("{% block content %}", "{% block content %}{% url 'no-such-page' %}", 1))
+    restore = functools.partial(home.write_text, original)
+    try:
+        with Load(site) as load:
+            result = make(site, "deploy", REVISION="badpage")
+    finally:
+        restore()
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert one_line_error(result) == (
+        "deploy: error: badpage did not take over: GET / (Host localhost, https) answered 500; "
+        f"{site.name}:{before} still serves"
+    ), result.stdout + result.stderr
+    assert load.failures() == [] and {answer[2] for answer in load.answers} == {before}
+    assert serving(site) == before
+    assert site.dir.joinpath(".deploy/deploy.log").read_text().splitlines()[-1].split("\t")[2:5] == [
+        "badpage",
+        "root",
+        f"failed: ask {site.name}-next for / /submit/ /admin/login/ as nginx would (any 5xx refuses it)",
+    ]
+
+
+def test_a_prepare_that_cannot_reach_the_database_says_only_what_is_true(site):
+    before = serving(site)
+    env = site.dir / ".env"
+    original = env.read_text()
+    unreachable = {"DB_PORT": "1", "DB_WAIT_ATTEMPTS": "2", "DB_WAIT_SECONDS": "0"}  # nothing listens on 1
+    env.write_text(with_changes(original, unreachable))
+    try:
+        result = make(site, "deploy", REVISION="nodb")
+    finally:
+        env.write_text(original)
+    assert result.returncode != 0
+    # Nothing retries a deploy's prepare: no "the restart policy will try again" anywhere.
+    assert "restart policy" not in result.stdout + result.stderr
+    assert one_line_error(result) == (
+        "deploy: error: nodb failed to prepare: database still unreachable after 2 attempts; giving up; "
+        f"{site.name}:{before} still serves, untouched"
+    )
+    assert serving(site) == before

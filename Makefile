@@ -3,6 +3,7 @@
 
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots
+.PHONY: backup backups restore restore-drill backup-schedule
 
 COMPOSE ?= docker compose
 PYTHON ?= python3
@@ -62,6 +63,22 @@ rollback:  ## the previous revision back in service, the same way (or REV=<revis
 
 status:  ## which revision serves, the previous one, the health of each slot, the last deploys
 	scripts/deploy.sh status
+
+# The database's backups (scripts/backup.sh; docs/backups.md). Settings BACKUP_* in .env.
+backup:  ## (root) dump the database now into BACKUP_DIR (/var/backups/<SITE>), with retention
+	scripts/backup.sh backup
+
+backups:  ## (root) the backups, newest first: size, age, revision
+	scripts/backup.sh list
+
+restore:  ## (root) FILE=<backup> (default: the newest) back into the site; it is down meanwhile
+	scripts/backup.sh restore $(FILE)
+
+restore-drill:  ## (root) restore the newest backup into a scratch database and check it; exit 0 or 1
+	scripts/backup.sh drill $(FILE)
+
+backup-schedule:  ## (root) install the nightly backup + drill: a systemd timer, or a cron line without systemd
+	scripts/backup.sh schedule
 
 # These act on the serving slot (scripts/deploy.sh compose), whichever deploy put it there.
 down:  ## stop and remove both slots

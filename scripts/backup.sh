@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The site's database backups: make backup | backups | restore [FILE=..] | restore-drill (docs/backups.md).
+#   backup [LABEL]  pg_dump -Fc over the site's own path into BACKUP_DIR (root only), a .sha256 beside
+#                   it, then retention (the newest of the last BACKUP_KEEP_DAILY days and
+#                   BACKUP_KEEP_WEEKLY weeks), then BACKUP_COPY_COMMAND "$1"=dump "$2"=checksum.
+#   list            the backups: size, age, revision.
+#   restore [FILE]  checksum, archive and owner checked first; the site stopped; the dump restored into
+#                   a new database that is then swapped in (the old one kept, renamed); the site started.
+#   drill           the newest backup restored into a scratch database and checked; exit 0 or 1.
+#   schedule        installs backup/site-backup.* : the systemd timer (or the cron line) for both.
+set -euo pipefail
+umask 077  # every file written here is root's alone
+cd "$(dirname "$0")/.."
+
+setting() { # NAME DEFAULT: the environment first, then .env (as compose reads it), then DEFAULT
+  local value=${!1-}
+  [[ -n $value ]] || value=$(sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
+  value=${value#[\"\']} && value=${value%[\"\']}  # compose's optional quotes
+  echo "${value:-$2}"
+}
+action=${1:-}
+fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
+[[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
+site=$(setting SITE sitekit)
+db=$(setting DB_NAME '') user=$(setting DB_USER "$db") host=$(setting DB_HOST /var/run/postgresql)
+port=$(setting DB_PORT 5432) socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
+dir=$(setting BACKUP_DIR "/var/backups/$site")  # outside the clone: nothing nginx serves is near it
+daily=$(setting BACKUP_KEEP_DAILY 7) weekly=$(setting BACKUP_KEEP_WEEKLY 4)
+admin=$(setting BACKUP_ADMIN postgres)  # the host's superuser (peer over the socket): creates and renames databases
+[[ -n $db ]] || fail "DB_NAME is not set in .env: the trial's SQLite in ./data is not backed up here"
+[[ $daily =~ ^[1-9][0-9]*$ && $weekly =~ ^[0-9]+$ ]] || fail "BACKUP_KEEP_DAILY must be >= 1, BACKUP_KEEP_WEEKLY >= 0"
+export PGCONNECT_TIMEOUT=10
+
+if [[ $host == /* ]]; then # the socket the container mounts: peer authentication, as the container's uid 33
+  as_site() { setpriv --reuid=33 --regid=33 --clear-groups env HOME=/ "$1" -w -h "$socket" -p "$port" -U "$user" "${@:2}"; }
+  as_admin() { runuser -u "$admin" -- "$1" -w -h "$socket" -p "$port" "${@:2}"; }
+else # a database over TCP: the site's password, and its role must be allowed CREATEDB to restore
+  [[ $host != host.docker.internal ]] || host=127.0.0.1  # the containers' name for this host
+  password=$(setting DB_PASSWORD '')
+  file=$(setting DB_PASSWORD_FILE '') && [[ -z $file || ! -r $file ]] || password=$(<"$file")
+  as_site() { PGPASSWORD=$password "$1" -w -h "$host" -p "$port" -U "$user" "${@:2}"; }
+  as_admin() { as_site "$@"; }
+fi
+sql() { as_admin psql -X -qAt -v ON_ERROR_STOP=1 -d "${2:-postgres}" -c "$1"; }
+last_error() { grep -v '^\s*$' | tail -n 1 | sed 's/^[a-z_]*: \(error: \)\?//'; }
+
+backups() { # newest first, the site's dumps only
+  [[ -d $dir ]] || fail "no backup folder $dir (make backup creates it)"
+  find "$dir" -maxdepth 1 -name "$site-*Z-*.dump" -printf '%f\n' | grep -E "^$site-[0-9]{8}T[0-9]{6}Z-" | sort -r || true
+}
+stamp() { local name=${1#"$site"-} && echo "${name:0:16}"; }  # NAME: its UTC time, 20261206T211500Z
+revision_of() { local name=${1#"$site"-} && name=${name:17} && echo "${name%.dump}"; }
+app_containers() { # the running app containers of this clone's compose projects (the site, its -next)
+  docker ps -q --filter "label=com.docker.compose.project.working_dir=$PWD" \
+    --filter label=com.docker.compose.service=app --filter label=com.docker.compose.oneoff=False
+}
+serving_revision() {
+  local id
+  id=$(app_containers | head -n 1)
+  [[ -n $id ]] || { echo none; return; }
+  docker inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$id" | tr -c 'A-Za-z0-9._\n-' _
+}
+
+backup() { # [LABEL]: e.g. before-<revision>, from the deploy
+  [[ $EUID == 0 ]] || fail "run it as root (sudo make backup): the folder is root's and peer login is uid 33's"
+  mkdir -p "$dir" 2>/dev/null && chmod 0700 "$dir" && [[ -w $dir ]] || fail "cannot create or write $dir"
+  exec 9>"$dir/.lock"
+  flock -w 600 9 || fail "another backup of $site holds $dir/.lock"
+  local name output
+  name="$site-$(date -u +%Y%m%dT%H%M%SZ)-$(serving_revision)${1:+-$1}.dump"
+  trap 'rm -f "$dir/.$name.tmp"' EXIT
+  # One snapshot (pg_dump's own transaction): consistent while the site writes. Written, flushed, renamed.
+  output=$(as_site pg_dump -Fc -d "$db" 2>&1 >"$dir/.$name.tmp") || fail "pg_dump failed: $(last_error <<<"$output"); no backup written"
+  sync "$dir/.$name.tmp" 2>/dev/null || fail "cannot write $dir: $(sync "$dir/.$name.tmp" 2>&1 | last_error)"
+  (cd "$dir" && sha256sum ".$name.tmp" | sed "s/ \.$name\.tmp$/ $name/" >"$name.sha256") ||
+    fail "cannot write $dir/$name.sha256 (disk full?); no backup written"
+  mv "$dir/.$name.tmp" "$dir/$name"
+  echo "backup: $dir/$name ($(du -h "$dir/$name" | cut -f1))"
+  retention
+  local copy
+  copy=$(setting BACKUP_COPY_COMMAND '')
+  [[ -z $copy ]] || sh -c "$copy" backup-copy "$dir/$name" "$dir/$name.sha256" ||
+    fail "BACKUP_COPY_COMMAND failed: $dir/$name is on this host only"
+}
+
+retention() { # keep the newest of each of the last $daily days and $weekly weeks (with backups), and
+  local file day week days=0 weeks=0 keep  # every labelled (pre-deploy) backup of those days
+  declare -A seen_day=() kept_day=() seen_week=()
+  for file in $(backups); do
+    day=$(stamp "$file") && day=${day:0:8} && week=$(date -ud "$day" +%G%V) && keep=
+    if [[ -z ${seen_day[$day]-} ]]; then
+      seen_day[$day]=1
+      ((days >= daily)) || { days=$((days + 1)) && kept_day[$day]=1 && keep=1; }
+    elif [[ -n ${kept_day[$day]-} && $(revision_of "$file") == *-before-* ]]; then keep=1; fi
+    if [[ -z ${seen_week[$week]-} ]]; then
+      seen_week[$week]=1
+      ((weeks >= weekly)) || { weeks=$((weeks + 1)) && keep=1; }
+    fi
+    [[ -n $keep ]] || { rm -f "$dir/$file" "$dir/$file.sha256" && echo "backup: removed $file (retention)"; }
+  done
+}
+
+list() {
+  local file now at
+  now=$(date -u +%s)
+  printf '%-58s %8s %10s  %s\n' BACKUP SIZE AGE REVISION
+  for file in $(backups); do
+    at=$(stamp "$file") && at=$(date -ud "${at:0:8} ${at:9:2}:${at:11:2}:${at:13:2}" +%s)
+    printf '%-58s %8s %9.1fh  %s\n' "$file" "$(du -h "$dir/$file" | cut -f1)" "$(((now - at) / 36))e-2" "$(revision_of "$file")"
+  done
+  echo "in $dir (newest first; make restore FILE=<name>)"
+}
+
+checked() { # FILE: the path of a verified dump of this site's database, or one line and exit 1
+  local file=$1 dumped
+  [[ -n $file ]] || file=$(backups | head -n 1)
+  [[ -n $file ]] || fail "no backup of $site in $dir"
+  [[ -f $file ]] || file=$dir/$file
+  [[ -f $file ]] || fail "no backup $1 (neither a file nor in $dir; make backups lists them)"
+  [[ -r $file.sha256 ]] || fail "$file has no $(basename "$file").sha256 beside it: refused, nothing touched"
+  (cd "$(dirname "$file")" && sha256sum --status -c "$(basename "$file").sha256" 2>/dev/null) ||
+    fail "$file does not match its checksum (corrupt or truncated): refused, nothing touched"
+  dumped=$(pg_restore --list "$file" 2>/dev/null | sed -n 's/^;[[:space:]]*dbname: //p') ||
+    fail "$file is not a pg_dump archive: refused, nothing touched"
+  [[ $dumped == "$db" ]] || fail "$file is a dump of database '$dumped', this site's is '$db': refused, nothing touched"
+  echo "$file"
+}
+
+into() { # DATABASE FILE: a new database holding the dump, whole or not at all
+  local output
+  output=$(sql "DROP DATABASE IF EXISTS \"$1\"" 2>&1 && sql "CREATE DATABASE \"$1\" OWNER \"$user\" TEMPLATE template0" 2>&1 &&
+    as_admin pg_restore --single-transaction --exit-on-error --no-owner --no-acl --role="$user" -d "$1" "$2" 2>&1) ||
+    { sql "DROP DATABASE IF EXISTS \"$1\"" >/dev/null 2>&1; last_error <<<"$output"; return 1; }
+}
+
+restore() {
+  [[ $EUID == 0 ]] || fail "run it as root (sudo make restore): it stops the site and renames databases"
+  local file ids kept output
+  file=$(checked "${1:-}")
+  mkdir -p "${DEPLOY_DIR:-.deploy}" && exec 8>"${DEPLOY_DIR:-.deploy}/lock"
+  flock -n 8 || fail "a deploy or rollback is running (${DEPLOY_DIR:-.deploy}/lock): try again after it"
+  kept="${db:0:40}_before_restore_$(date -u +%Y%m%d%H%M%S)"
+  mapfile -t ids < <(app_containers)
+  # No writes the restore would discard: the site is down (nginx answers 502) until the swap is done.
+  echo "restore: stopping the site (${#ids[@]} container(s)): it answers 502 until it is back"
+  ((${#ids[@]} == 0)) || docker stop -t 30 "${ids[@]}" >/dev/null
+  trap 'echo "restore: starting the site again on its database, untouched" >&2; ((${#ids[@]} == 0)) || docker start "${ids[@]}" >/dev/null' EXIT
+  echo "restore: $file into a new database ${db}_restoring"
+  output=$(into "${db}_restoring" "$file") || fail "pg_restore failed: $output; the database is untouched"
+  output=$(sql "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '$db' AND pid <> pg_backend_pid()" 2>&1 &&
+    sql "BEGIN; $( [[ -z $(sql "SELECT 1 FROM pg_database WHERE datname = '$db'") ]] || echo "ALTER DATABASE \"$db\" RENAME TO \"$kept\";")
+      ALTER DATABASE \"${db}_restoring\" RENAME TO \"$db\"; COMMIT;" 2>&1) ||
+    { sql "DROP DATABASE IF EXISTS \"${db}_restoring\"" >/dev/null 2>&1; fail "swap failed: $(last_error <<<"$output")"; }
+  trap - EXIT
+  echo "restore: $db now holds $(basename "$file"); the previous database is kept as $kept (drop it when done)"
+  ((${#ids[@]} == 0)) || { docker start "${ids[@]}" >/dev/null && wait_healthy "${ids[@]}"; }
+  echo "restore: done; the site serves the restored data"
+}
+wait_healthy() { # IDS...: the entrypoint sees a new database and prepares it (migrate) before serving
+  local id deadline=$((SECONDS + 180))
+  for id in "$@"; do
+    until [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}}' "$id") == healthy ]]; do
+      ((SECONDS < deadline)) || fail "the site did not become healthy after the restore: docker logs $id"
+      sleep 1
+    done
+  done
+}
+
+drill() { # the newest backup into a scratch database: it restores, its migrations are the code's, its rows are the dump's
+  local file scratch="${db:0:50}_drill" output image code recorded table counted restored problems=()
+  file=$(checked "${1:-}")
+  trap 'sql "DROP DATABASE IF EXISTS \"$scratch\"" >/dev/null 2>&1 || true' EXIT
+  output=$(into "$scratch" "$file") || fail "FAILED: $(basename "$file") does not restore: $output"
+  image=$(docker inspect -f '{{.Image}}' "$(app_containers | head -n 1)" 2>/dev/null) || image=$(setting APP_IMAGE "$site:latest")
+  code=$(docker run --rm --env-file .env --entrypoint python "$image" -c 'import django; django.setup()
+from django.db.migrations.loader import MigrationLoader as L
+print("\n".join(sorted(f"{a}.{n}" for a, n in L(None, ignore_no_migrations=True).disk_migrations)))' 2>&1) ||
+    fail "FAILED: cannot list the code's migrations from $image: $(last_error <<<"$code")"
+  recorded=$(sql "SELECT app || '.' || name FROM django_migrations ORDER BY 1" "$scratch" 2>&1) || recorded=
+  [[ $recorded == "$(sort <<<"$code")" ]] ||
+    problems+=("migrations differ from the code's ($(comm -3 <(sort <<<"$code") <(sort <<<"$recorded") | wc -l) apart)")
+  while read -r table counted; do  # every table's rows as many as the dump's COPY holds
+    restored=$(sql "SELECT count(*) FROM $table" "$scratch")
+    [[ $restored == "$counted" ]] || problems+=("$table has $restored rows, the dump $counted")
+    [[ $table != public.app_site || $counted != 0 || $(sql "SELECT count(*) FROM $table" "$db" 2>/dev/null) == 0 ]] ||
+      problems+=("$table is empty in the backup but not in the site's database")
+  done < <(pg_restore --data-only -f - "$file" | awk '/^COPY .* FROM stdin;$/ { t = $2; n = 0; next }
+    $0 == "\\." && t { print t, n; t = ""; next } t { n++ }')
+  ((${#problems[@]} == 0)) || fail "FAILED: $(basename "$file"): ${problems[*]}"
+  echo "drill: ok: $(basename "$file") restores; $(wc -l <<<"$recorded") migrations as the code's; rows as dumped ($(sql "SELECT count(*) FROM public.app_site" "$scratch") sites)"
+}
+
+schedule() { # the nightly run: a systemd timer where systemd runs, else a line in cron.d
+  local systemd=${SYSTEMD_DIR:-/etc/systemd/system} cron=${CRON_DIR:-/etc/cron.d} unit
+  render() { sed -e "s|@DIR@|$PWD|g" -e "s|@SITE@|$site|g" "backup/site-backup.$1"; }
+  if [[ -d /run/systemd/system || -n ${SYSTEMD_DIR-} ]]; then
+    for unit in service timer; do render "$unit" >"$systemd/$site-backup.$unit" || fail "cannot write $systemd"; done
+    chmod 0644 "$systemd/$site-backup".*
+    ${SYSTEMCTL:-systemctl} daemon-reload && ${SYSTEMCTL:-systemctl} enable --now "$site-backup.timer"
+    echo "schedule: $systemd/$site-backup.timer runs the backup and the drill nightly (systemctl list-timers)"
+  else
+    render cron >"$cron/$site-backup" && chmod 0644 "$cron/$site-backup" || fail "cannot write $cron"
+    echo "schedule: $cron/$site-backup runs the backup and the drill nightly"
+  fi
+}
+
+case $action in
+  backup) backup "${2:-}" ;;
+  list) list ;;
+  restore) restore "${2:-}" ;;
+  drill) drill "${2:-}" ;;
+  schedule) schedule ;;
+  *) fail "usage: scripts/backup.sh backup [LABEL] | list | restore [FILE] | drill [FILE] | schedule" ;;
+esac

@@ -49,6 +49,7 @@ backups() { # newest first, the site's dumps only
   find "$dir" -maxdepth 1 -name "$site-*Z-*.dump" -printf '%f\n' | grep -E "^$site-[0-9]{8}T[0-9]{6}Z-" | sort -r || true
 }
 stamp() { local name=${1#"$site"-} && echo "${name:0:16}"; }  # NAME: its UTC time, 20261206T211500Z
+epoch() { local t && t=$(stamp "$1") && date -ud "${t:0:8} ${t:9:2}:${t:11:2}:${t:13:2}" +%s; }
 revision_of() { local name=${1#"$site"-} && name=${name:17} && echo "${name%.dump}"; }
 app_containers() { # the running app containers of this clone's compose projects (the site, its -next)
   docker ps -q --filter "label=com.docker.compose.project.working_dir=$PWD" \
@@ -83,11 +84,13 @@ backup() { # [LABEL]: e.g. before-<revision>, from the deploy
     fail "BACKUP_COPY_COMMAND failed: $dir/$name is on this host only"
 }
 
-retention() { # keep the newest of each of the last $daily days and $weekly weeks (with backups), and
-  local file day week days=0 weeks=0 keep  # every labelled (pre-deploy) backup of those days
+retention() { # keep every backup of the last 24 hours, the newest of each of the last $daily days and
+  local file day week days=0 weeks=0 keep now  # $weekly weeks (with backups), the labelled ones of those days
   declare -A seen_day=() kept_day=() seen_week=()
+  now=$(date -u +%s)
   for file in $(backups); do
     day=$(stamp "$file") && day=${day:0:8} && week=$(date -ud "$day" +%G%V) && keep=
+    (($(epoch "$file") < now - 86400)) || keep=1  # a manual backup of this morning is never the one to go
     if [[ -z ${seen_day[$day]-} ]]; then
       seen_day[$day]=1
       ((days >= daily)) || { days=$((days + 1)) && kept_day[$day]=1 && keep=1; }
@@ -105,7 +108,7 @@ list() {
   now=$(date -u +%s)
   printf '%-58s %8s %10s  %s\n' BACKUP SIZE AGE REVISION
   for file in $(backups); do
-    at=$(stamp "$file") && at=$(date -ud "${at:0:8} ${at:9:2}:${at:11:2}:${at:13:2}" +%s)
+    at=$(epoch "$file")
     printf '%-58s %8s %9.1fh  %s\n' "$file" "$(du -h "$dir/$file" | cut -f1)" "$(((now - at) / 36))e-2" "$(revision_of "$file")"
   done
   echo "in $dir (newest first; make restore FILE=<name>)"
@@ -170,12 +173,12 @@ drill() { # the newest backup into a scratch database: it restores, its migratio
   local file scratch="${db:0:50}_drill" output image code recorded table counted restored problems=()
   file=$(checked "${1:-}")
   trap 'sql "DROP DATABASE IF EXISTS \"$scratch\"" >/dev/null 2>&1 || true' EXIT
-  output=$(into "$scratch" "$file") || fail "FAILED: $(basename "$file") does not restore: $output"
+  output=$(into "$scratch" "$file") || fail "$(basename "$file") does not restore: $output"
   image=$(docker inspect -f '{{.Image}}' "$(app_containers | head -n 1)" 2>/dev/null) || image=$(setting APP_IMAGE "$site:latest")
   code=$(docker run --rm --env-file .env --entrypoint python "$image" -c 'import django; django.setup()
 from django.db.migrations.loader import MigrationLoader as L
 print("\n".join(sorted(f"{a}.{n}" for a, n in L(None, ignore_no_migrations=True).disk_migrations)))' 2>&1) ||
-    fail "FAILED: cannot list the code's migrations from $image: $(last_error <<<"$code")"
+    fail "cannot list the code's migrations from $image: $(last_error <<<"$code")"
   recorded=$(sql "SELECT app || '.' || name FROM django_migrations ORDER BY 1" "$scratch" 2>&1) || recorded=
   [[ $recorded == "$(sort <<<"$code")" ]] ||
     problems+=("migrations differ from the code's ($(comm -3 <(sort <<<"$code") <(sort <<<"$recorded") | wc -l) apart)")
@@ -186,7 +189,7 @@ print("\n".join(sorted(f"{a}.{n}" for a, n in L(None, ignore_no_migrations=True)
       problems+=("$table is empty in the backup but not in the site's database")
   done < <(pg_restore --data-only -f - "$file" | awk '/^COPY .* FROM stdin;$/ { t = $2; n = 0; next }
     $0 == "\\." && t { print t, n; t = ""; next } t { n++ }')
-  ((${#problems[@]} == 0)) || fail "FAILED: $(basename "$file"): ${problems[*]}"
+  ((${#problems[@]} == 0)) || fail "$(basename "$file"): ${problems[*]}"
   echo "drill: ok: $(basename "$file") restores; $(wc -l <<<"$recorded") migrations as the code's; rows as dumped ($(sql "SELECT count(*) FROM public.app_site" "$scratch") sites)"
 }
 
@@ -199,7 +202,7 @@ schedule() { # the nightly run: a systemd timer where systemd runs, else a line 
     ${SYSTEMCTL:-systemctl} daemon-reload && ${SYSTEMCTL:-systemctl} enable --now "$site-backup.timer"
     echo "schedule: $systemd/$site-backup.timer runs the backup and the drill nightly (systemctl list-timers)"
   else
-    render cron >"$cron/$site-backup" && chmod 0644 "$cron/$site-backup" || fail "cannot write $cron"
+    { render cron >"$cron/$site-backup" && chmod 0644 "$cron/$site-backup"; } || fail "cannot write $cron"
     echo "schedule: $cron/$site-backup runs the backup and the drill nightly"
   fi
 }

@@ -14,7 +14,12 @@ cd "$(dirname "$0")/.."
 
 setting() { # NAME DEFAULT: the environment first, then .env (as compose reads it), then DEFAULT
   local value=${!1-}
-  [[ -n $value ]] || value=$(sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
+  [[ -n $value ]] || value=$(dotenv "$1" "$2")
+  echo "${value:-$2}"
+}
+dotenv() { # NAME DEFAULT: .env alone: DB_* are what the container gets (env_file), whatever the shell says
+  local value
+  value=$(sed -n "s/^$1=//p" .env 2>/dev/null | tail -n 1)
   value=${value#[\"\']} && value=${value%[\"\']}  # compose's optional quotes
   echo "${value:-$2}"
 }
@@ -22,8 +27,8 @@ action=${1:-}
 fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
 [[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
 site=$(setting SITE sitekit)
-db=$(setting DB_NAME '') user=$(setting DB_USER "$db") host=$(setting DB_HOST /var/run/postgresql)
-port=$(setting DB_PORT 5432) socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
+db=$(dotenv DB_NAME '') user=$(dotenv DB_USER "$db") host=$(dotenv DB_HOST /var/run/postgresql)
+port=$(dotenv DB_PORT 5432) socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
 dir=$(setting BACKUP_DIR "/var/backups/$site")  # outside the clone: nothing nginx serves is near it
 daily=$(setting BACKUP_KEEP_DAILY 7) weekly=$(setting BACKUP_KEEP_WEEKLY 4)
 admin=$(setting BACKUP_ADMIN postgres)  # the host's superuser (peer over the socket): creates and renames databases
@@ -36,16 +41,20 @@ if [[ $host == /* ]]; then # the socket the container mounts: peer authenticatio
   as_admin() { runuser -u "$admin" -- "$1" -w -h "$socket" -p "$port" "${@:2}"; }
 else # a database over TCP: the site's password, and its role must be allowed CREATEDB to restore
   [[ $host != host.docker.internal ]] || host=127.0.0.1  # the containers' name for this host
-  password=$(setting DB_PASSWORD '')
-  file=$(setting DB_PASSWORD_FILE '') && [[ -z $file || ! -r $file ]] || password=$(<"$file")
+  password=$(dotenv DB_PASSWORD '')
+  file=$(dotenv DB_PASSWORD_FILE '') && [[ -z $file || ! -r $file ]] || password=$(<"$file")
   as_site() { PGPASSWORD=$password "$1" -w -h "$host" -p "$port" -U "$user" "${@:2}"; }
   as_admin() { as_site "$@"; }
 fi
 sql() { as_admin psql -X -qAt -v ON_ERROR_STOP=1 -d "${2:-postgres}" -c "$1"; }
-last_error() { grep -v '^\s*$' | tail -n 1 | sed 's/^[a-z_]*: \(error: \)\?//'; }
+last_error() { # the line that says why: the last error line of a tool's output, else its last line
+  local text
+  text=$(grep -v '^\s*$') || true
+  { grep -E 'error|ERROR|FATAL' <<<"$text" || echo "$text"; } | tail -n 1 | sed 's/^[a-z_]*: \(error: \)\?//'
+}
 
+folder() { [[ -d $dir ]] || fail "no backup folder $dir (make backup creates it)"; }
 backups() { # newest first, the site's dumps only
-  [[ -d $dir ]] || fail "no backup folder $dir (make backup creates it)"
   find "$dir" -maxdepth 1 -name "$site-*Z-*.dump" -printf '%f\n' | grep -E "^$site-[0-9]{8}T[0-9]{6}Z-" | sort -r || true
 }
 stamp() { local name=${1#"$site"-} && echo "${name:0:16}"; }  # NAME: its UTC time, 20261206T211500Z
@@ -69,7 +78,8 @@ backup() { # [LABEL]: e.g. before-<revision>, from the deploy
   flock -w 600 9 || fail "another backup of $site holds $dir/.lock"
   local name output
   name="$site-$(date -u +%Y%m%dT%H%M%SZ)-$(serving_revision)${1:+-$1}.dump"
-  trap 'rm -f "$dir/.$name.tmp"' EXIT
+  partial="$dir/.$name.tmp"  # global: the trap runs after this function returns
+  trap 'rm -f "$partial"' EXIT
   # One snapshot (pg_dump's own transaction): consistent while the site writes. Written, flushed, renamed.
   output=$(as_site pg_dump -Fc -d "$db" 2>&1 >"$dir/.$name.tmp") || fail "pg_dump failed: $(last_error <<<"$output"); no backup written"
   sync "$dir/.$name.tmp" 2>/dev/null || fail "cannot write $dir: $(sync "$dir/.$name.tmp" 2>&1 | last_error)"
@@ -104,18 +114,21 @@ retention() { # keep every backup of the last 24 hours, the newest of each of th
 }
 
 list() {
-  local file now at
+  local file now age
+  folder
   now=$(date -u +%s)
-  printf '%-58s %8s %10s  %s\n' BACKUP SIZE AGE REVISION
+  printf '%-58s %8s %8s  %s\n' BACKUP SIZE AGE REVISION
   for file in $(backups); do
-    at=$(epoch "$file")
-    printf '%-58s %8s %9.1fh  %s\n' "$file" "$(du -h "$dir/$file" | cut -f1)" "$(((now - at) / 36))e-2" "$(revision_of "$file")"
+    age=$((now - $(epoch "$file")))
+    if ((age < 3600)); then age="$((age / 60))m"; elif ((age < 172800)); then age="$((age / 3600))h"; else age="$((age / 86400))d"; fi
+    printf '%-58s %8s %8s  %s\n' "$file" "$(du -h "$dir/$file" | cut -f1)" "$age" "$(revision_of "$file")"
   done
   echo "in $dir (newest first; make restore FILE=<name>)"
 }
 
 checked() { # FILE: the path of a verified dump of this site's database, or one line and exit 1
   local file=$1 dumped
+  [[ -f $file ]] || folder
   [[ -n $file ]] || file=$(backups | head -n 1)
   [[ -n $file ]] || fail "no backup of $site in $dir"
   [[ -f $file ]] || file=$dir/$file
@@ -123,16 +136,17 @@ checked() { # FILE: the path of a verified dump of this site's database, or one 
   [[ -r $file.sha256 ]] || fail "$file has no $(basename "$file").sha256 beside it: refused, nothing touched"
   (cd "$(dirname "$file")" && sha256sum --status -c "$(basename "$file").sha256" 2>/dev/null) ||
     fail "$file does not match its checksum (corrupt or truncated): refused, nothing touched"
-  dumped=$(pg_restore --list "$file" 2>/dev/null | sed -n 's/^;[[:space:]]*dbname: //p') ||
-    fail "$file is not a pg_dump archive: refused, nothing touched"
+  dumped=$(pg_restore --list "$file" 2>&1) ||
+    fail "$file is not a pg_dump archive ($(last_error <<<"$dumped")): refused, nothing touched"
+  dumped=$(sed -n 's/^;[[:space:]]*dbname: //p' <<<"$dumped")
   [[ $dumped == "$db" ]] || fail "$file is a dump of database '$dumped', this site's is '$db': refused, nothing touched"
   echo "$file"
 }
 
-into() { # DATABASE FILE: a new database holding the dump, whole or not at all
+into() { # DATABASE FILE: a new database holding the dump, whole or not at all (root reads the file)
   local output
   output=$(sql "DROP DATABASE IF EXISTS \"$1\"" 2>&1 && sql "CREATE DATABASE \"$1\" OWNER \"$user\" TEMPLATE template0" 2>&1 &&
-    as_admin pg_restore --single-transaction --exit-on-error --no-owner --no-acl --role="$user" -d "$1" "$2" 2>&1) ||
+    as_admin pg_restore --single-transaction --exit-on-error --no-owner --no-acl --role="$user" -d "$1" <"$2" 2>&1) ||
     { sql "DROP DATABASE IF EXISTS \"$1\"" >/dev/null 2>&1; last_error <<<"$output"; return 1; }
 }
 
@@ -170,7 +184,8 @@ wait_healthy() { # IDS...: the entrypoint sees a new database and prepares it (m
 }
 
 drill() { # the newest backup into a scratch database: it restores, its migrations are the code's, its rows are the dump's
-  local file scratch="${db:0:50}_drill" output image code recorded table counted restored problems=()
+  scratch="${db:0:50}_drill"  # global: the trap runs after this function returns
+  local file output image code recorded table counted restored problems=()
   file=$(checked "${1:-}")
   trap 'sql "DROP DATABASE IF EXISTS \"$scratch\"" >/dev/null 2>&1 || true' EXIT
   output=$(into "$scratch" "$file") || fail "$(basename "$file") does not restore: $output"

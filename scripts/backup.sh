@@ -190,7 +190,7 @@ drill() { # the newest backup into a scratch database: it restores, its migratio
   trap 'sql "DROP DATABASE IF EXISTS \"$scratch\"" >/dev/null 2>&1 || true' EXIT
   output=$(into "$scratch" "$file") || fail "$(basename "$file") does not restore: $output"
   image=$(docker inspect -f '{{.Image}}' "$(app_containers | head -n 1)" 2>/dev/null) || image=$(setting APP_IMAGE "$site:latest")
-  code=$(docker run --rm --env-file .env --entrypoint python "$image" -c 'import django; django.setup()
+  code=$(docker run --rm --env-file .env -e DJANGO_SETTINGS_MODULE=app.settings --entrypoint python "$image" -c 'import django; django.setup()
 from django.db.migrations.loader import MigrationLoader as L
 print("\n".join(sorted(f"{a}.{n}" for a, n in L(None, ignore_no_migrations=True).disk_migrations)))' 2>&1) ||
     fail "cannot list the code's migrations from $image: $(last_error <<<"$code")"

@@ -1,8 +1,8 @@
 # Everyday commands. `make up` brings the site up; `make test` runs every test.
-.PHONY: up build deploy rollback status down logs shell manage lock test lint bench dev
+.PHONY: up build deploy rollback status down logs shell manage lock test test-unit lint bench dev
 
 .DEFAULT_GOAL := help
-.PHONY: help env data dev-container screenshots
+.PHONY: help env data dev-container screenshots nginx-site fail2ban
 .PHONY: backup backups restore restore-drill backup-schedule
 
 COMPOSE ?= docker compose
@@ -18,17 +18,23 @@ PYTHON_IMAGE ?= $(or $(shell sed -n 's/^PYTHON_IMAGE=//p' .env 2>/dev/null),$(sh
 BUILD_PULL ?= $(strip $(or $(shell sed -n 's/^BUILD_PULL=//p' .env 2>/dev/null),$(shell \
 	docker image inspect -f '{{if .RepoDigests}}true{{else}}false{{end}}' '$(PYTHON_IMAGE)' 2>/dev/null || echo true)))
 export BUILD_PULL
-# fail2ban's jail (fail2ban/) reads the container log files there were when it last loaded, and a
-# new container logs to a new file: after a start or a switch, the jail (if installed) reloads.
-FAIL2BAN_RELOAD = if fail2ban-client status sitekit-admin >/dev/null 2>&1; then \
-	fail2ban-client reload sitekit-admin >/dev/null && echo "fail2ban: sitekit-admin reads the new container's log"; fi
+# A setting as compose reads it: the environment, else .env, else the default.
+setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env 2>/dev/null | tail -n 1),$(2))
+SITE := $(call setting,SITE,sitekit)
+APP_PORT := $(call setting,APP_PORT,6868)
+export SITE
+
+# The jail <SITE>-admin reads this site's container log alone; a new container logs to a new file,
+# so up, deploy and rollback point an installed jail at it again (when run as root).
+FAIL2BAN_DIR ?= /etc/fail2ban
+FAIL2BAN_CLIENT ?= fail2ban-client
+JAIL_REFRESH = if [ -w $(FAIL2BAN_DIR)/jail.d/$(SITE)-admin.local ]; then $(MAKE) -s fail2ban; fi
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
-	@scripts/deploy.sh guard-up
 	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
 		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
 		COMPOSE="$(COMPOSE)" scripts/up.sh
-	@$(FAIL2BAN_RELOAD)
+	@$(JAIL_REFRESH)
 
 build:  ## build the image alone (make up and make deploy build too), with a fresh base image (BUILD_PULL)
 	$(COMPOSE) build app
@@ -53,15 +59,15 @@ static:  ## the static bind mount, owned by the container's user (33:33, www-dat
 	mkdir -p static
 	chown 33:33 static 2>/dev/null || sudo chown 33:33 static
 
-deploy: .env static  ## upgrade with no dropped request: build, prepare, switch nginx, stop the old (root)
+deploy: .env static data  ## upgrade with no dropped request: build, prepare, switch nginx (root; docs/deploy.md)
 	scripts/deploy.sh deploy
-	@$(FAIL2BAN_RELOAD)
+	@$(JAIL_REFRESH)
 
-rollback:  ## the previous revision back in service, the same way (or REV=<revision>)
+rollback:  ## the previous deployed image back in service, the same way (or REV=<revision>)
 	scripts/deploy.sh rollback $(REV)
-	@$(FAIL2BAN_RELOAD)
+	@$(JAIL_REFRESH)
 
-status:  ## which revision serves, the previous one, the health of each slot, the last deploys
+status:  ## what serves (image, revision, health), the previous image, the kept ones, the last deploys
 	scripts/deploy.sh status
 
 # The database's backups (scripts/backup.sh; docs/backups.md). Settings BACKUP_* in .env.
@@ -80,20 +86,42 @@ restore-drill:  ## (root) restore the newest backup into a scratch database and 
 backup-schedule:  ## (root) install the nightly backup + drill: a systemd timer, or a cron line without systemd
 	scripts/backup.sh schedule
 
-# These act on the serving slot (scripts/deploy.sh compose), whichever deploy put it there.
-down:  ## stop and remove both slots
-	scripts/deploy.sh down
+down:  ## stop and remove the site's container
+	$(COMPOSE) down
 
 logs:  ## follow the site's log
-	scripts/deploy.sh compose logs -f
+	$(COMPOSE) logs -f app
 
 shell:  ## Django's shell inside the running container
-	scripts/deploy.sh compose exec app python manage.py shell
+	$(COMPOSE) exec app python manage.py shell
 
 # Without a terminal (CI, scripts), createsuperuser takes DJANGO_SUPERUSER_USERNAME/_EMAIL/_PASSWORD.
 manage:  ## a manage.py command in a new container: make manage ARGS="createsuperuser"
-	scripts/deploy.sh compose run --rm $$(test -t 0 || echo -T) \
+	$(COMPOSE) run --rm $$(test -t 0 || echo -T) \
 		-e DJANGO_SUPERUSER_USERNAME -e DJANGO_SUPERUSER_EMAIL -e DJANGO_SUPERUSER_PASSWORD app python manage.py $(ARGS)
+
+# nginx/site.conf rendered for this clone: its SITE (names), DOMAIN and path. The catch-all server
+# and the headers snippet are the host's, shared by every site: installed only if absent.
+NGINX_DIR ?= /etc/nginx
+NGINX ?= nginx
+nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstream file; reloads nginx
+	@test -n "$(DOMAIN)" || { echo "make nginx-site: name the domain: make nginx-site DOMAIN=example.com" >&2; exit 1; }
+	mkdir -p $(NGINX_DIR)/sites-enabled $(NGINX_DIR)/snippets
+	sed -e 's/sitekit_/$(SITE)_/g' -e 's|/etc/nginx/sitekit-upstream|$(NGINX_DIR)/$(SITE)-upstream|' \
+		-e 's|/srv/sitekit|$(CURDIR)|' -e 's/example\.com/$(DOMAIN)/g' nginx/site.conf >$(NGINX_DIR)/sites-enabled/$(SITE).conf
+	test -e $(NGINX_DIR)/$(SITE)-upstream.conf || echo 'server 127.0.0.1:$(APP_PORT);' >$(NGINX_DIR)/$(SITE)-upstream.conf
+	cp -n nginx/default-server.conf $(NGINX_DIR)/sites-enabled/
+	cp -n nginx/sitekit-headers.conf $(NGINX_DIR)/snippets/
+	$(NGINX) -t -q && $(NGINX) -s reload
+
+fail2ban:  ## (root) jail <SITE>-admin: bans admin-login guessers, reading this site's container log alone
+	@id=$$($(COMPOSE) ps -q app) && [ -n "$$id" ] && log=$$(docker inspect -f '{{.LogPath}}' "$$id") || \
+		{ echo "make fail2ban: $(SITE) is not running (make up)" >&2; exit 1; }; \
+	cp -n fail2ban/filter.d/sitekit-admin.conf $(FAIL2BAN_DIR)/filter.d/ && \
+	sed -e 's/^\[sitekit-admin\]/[$(SITE)-admin]/' -e "s|^logpath = .*|logpath = $$log|" \
+		fail2ban/jail.d/sitekit-admin.local >$(FAIL2BAN_DIR)/jail.d/$(SITE)-admin.local && \
+	{ $(FAIL2BAN_CLIENT) status $(SITE)-admin >/dev/null 2>&1 && $(FAIL2BAN_CLIENT) reload $(SITE)-admin || \
+		$(FAIL2BAN_CLIENT) reload; } >/dev/null && echo "fail2ban: $(SITE)-admin reads $$log"
 
 lock:  ## compile requirements*.txt inside the base image: no local pip-tools needed
 	docker run --rm -v "$(CURDIR):/src" -w /src -e HOST_UID=$$(id -u) -e HOST_GID=$$(id -g) \
@@ -110,12 +138,15 @@ screenshots: $(VENV)/.installed  ## refresh docs/screenshots/ with the browser t
 	SCREENSHOTS_DIR=docs/screenshots PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m pytest tests/e2e/test_browser.py
 
 help:  ## list the targets and what each does
-	@awk -F':.*## ' '/^[a-z][a-z.-]*:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z][a-z0-9.-]*:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
+
+test-unit: $(VENV)/.installed  ## the fast unit tests alone (no Docker stack, nothing slow)
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
 test: $(VENV)/.installed  ## the whole suite, against a real PostgreSQL (a throwaway one if DB_* is unset)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
@@ -124,5 +155,5 @@ lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see bench/)
-	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m bench
+bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see tests/bench/)
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench

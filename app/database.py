@@ -11,7 +11,7 @@ where a deployment's .env cannot see or change it.)
 import logging
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.http import HttpResponse
@@ -46,8 +46,35 @@ class StatementTimeoutMiddleware:
             return None
         seconds = settings.DB_STATEMENT_TIMEOUT
         logger.warning(
-            "%s %s: query cancelled after %s s (DB_STATEMENT_TIMEOUT)", request.method, request.path, seconds
+            "%s %s: query cancelled after %s s (DB_STATEMENT_TIMEOUT)",
+            request.method,
+            escaped(request.path),
+            seconds,
         )
-        # No request context: like 500.html, this page must not need the database it just lost.
-        page = render_to_string("timeout.html", {"seconds": seconds})
-        return HttpResponse(page, status=503, headers={"Retry-After": "30", "Cache-Control": "no-store"})
+        return unavailable("timeout.html", {"seconds": seconds})
+
+
+class DatabaseUnreachableMiddleware(StatementTimeoutMiddleware):  # its plumbing, not its check
+    """A request that could not reach the database (refused, gone away, no free connection slot)
+    answers 503 with an explanation: logged as one line, not mailed (django.request's mail handler
+    skips 503s, app/mail.py), so an outage is one problem, not a mail per request."""
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError):
+            return None
+        link = connection.connection  # None: the connection was never made; closed: it was lost
+        if link is not None and not getattr(link, "closed", False):
+            return None  # a live connection: a query's own error, left to the 500 page
+        first_line = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+        logger.error("%s %s: database unreachable: %s", request.method, escaped(request.path), first_line)
+        return unavailable("unreachable.html", {})
+
+
+def escaped(path):
+    return path.encode("unicode_escape").decode("ascii")  # a %0A must not start a log line of its own
+
+
+def unavailable(template, context):
+    # No request context: like 500.html, this page must not need the database it just lost.
+    page = render_to_string(template, context)
+    return HttpResponse(page, status=503, headers={"Retry-After": "30", "Cache-Control": "no-store"})

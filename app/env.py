@@ -6,10 +6,8 @@ environment, where they would show up in ``docker inspect``.
 """
 
 import os
-import re
 
-from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.core.validators import validate_email
+from django.core.exceptions import ImproperlyConfigured
 
 
 class ConfigError(ImproperlyConfigured):
@@ -75,24 +73,3 @@ def env_list(name, default=_MISSING):
     if isinstance(value, list):
         return value
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-_ADDRESS = re.compile(r"(?:(?P<name>[^<>@,\"]*?)\s*<(?P<email>[^<>\s]+)>|(?P<bare>[^<>\s]+))")
-
-
-def env_addresses(name, default=_MISSING):
-    """Mail recipients as "Jane Doe <jane@example.com>, ops@example.com": a list of (name, address)
-    pairs, as Django's ADMINS takes them. Anything else is an error naming the item, never dropped."""
-    pairs = []
-    for item in env_list(name, default):
-        match = _ADDRESS.fullmatch(item)
-        address = match and (match["email"] or match["bare"])
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise ConfigError(
-                f"{name}: {item!r} is not an email address "
-                "(write Name <name@example.com> or name@example.com, separated by commas)"
-            ) from None
-        pairs.append(((match["name"] or "").strip() or address, address))
-    return pairs

@@ -7,7 +7,8 @@ with one line naming the variable. .env.example documents each variable.
 from pathlib import Path
 
 from app import trial
-from app.env import ConfigError, env_addresses, env_bool, env_int, env_list, env_str
+from app.env import ConfigError, env_bool, env_int, env_list, env_str
+from app.mail import env_addresses
 
 BASE_DIR = Path(__file__).resolve().parent.parent  # /app in the image
 
@@ -65,8 +66,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A query cancelled by DB_STATEMENT_TIMEOUT: 503 with a page that says why (app/database.py).
+    # A query cancelled by DB_STATEMENT_TIMEOUT, a database out of reach: 503 with a page that says
+    # why, logged, not mailed (app/database.py).
     "app.database.StatementTimeoutMiddleware",
+    "app.database.DatabaseUnreachableMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -131,7 +134,7 @@ if DB_NAME:
     }
 else:
     # The trial's (or `make dev`'s) SQLite. gunicorn prints the trial banner once per start.
-    SQLITE_PATH = trial.data_dir_ready(DATA_DIR) / "db.sqlite3"
+    SQLITE_PATH = trial.sqlite_database(DATA_DIR)  # owner-only, its folder too
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
     if DEBUG:
         from app.startup import announce_sqlite
@@ -189,13 +192,14 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Who gets a mail with the traceback when a page fails (500): "Jane Doe <jane@example.com>, ...".
+# Who gets a mail with the traceback when a page fails (500), as in a To: header:
+# '"Doe, Jane" <jane@example.com>, ops@example.com'. At most one mail per error per 10 minutes.
 ADMINS = env_addresses("ADMINS", "")
 if ADMINS and not EMAIL_HOST and not DEBUG:
     # The reports would only be printed to the log, beside the traceback that is there already.
     raise ConfigError("ADMINS is set but EMAIL_HOST is not: error reports would never be sent (set both)")
-# Seconds an SMTP conversation may take: error reports are sent from the failing request itself, so
-# a mail server that accepts connections but never answers must not hold that worker for good.
+# Seconds an SMTP conversation may take: a mail server that accepts connections but never answers
+# must not hold the error-mail thread (app/mail.py) for good.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 
 # --- Internationalisation ---------------------------------------------------------------------
@@ -213,12 +217,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"},
         "null": {"class": "logging.NullHandler"},
+        # Django's mail to ADMINS, sent off the request's path, once per distinct error per 10 minutes.
+        "mail_admins": {
+            "class": "app.mail.ThrottledAdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "minutes": 10,
+        },
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
+        # As Django's default, with its mail handler replaced (the root's stderr prints the lines).
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         # Requests for other host names (scanners probing by IP) get 400 and the access log's line,
         # nothing more: with no handler at all Python's last resort would print a ~2 KB traceback.
         "django.security.DisallowedHost": {"handlers": ["null"], "propagate": False},

@@ -23,7 +23,9 @@ PRODUCTION_LINES = (
 def data_dir_ready(path):
     """Create DATA_DIR if needed, or stop with one line saying how to make it writable."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.getuid():
+            path.chmod(0o700)  # admin password hashes, sessions and the key: for the site's user alone
         probe = path / f".write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
@@ -34,6 +36,22 @@ def data_dir_ready(path):
             "sudo chown 33:33 data), or set DB_NAME for PostgreSQL"
         ) from None
     return path
+
+
+def sqlite_database(path):
+    """The trial's SQLite file, created owner-only (SQLite gives its journal the file's mode)."""
+    database = data_dir_ready(path) / "db.sqlite3"
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT, 0o600)  # an empty file is a new database
+        try:
+            os.fchmod(fd, 0o600)  # one made by an earlier version was world-readable (0644)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(
+            f"DATA_DIR: cannot make {database} private to uid {os.getuid()} ({exc.strerror})"
+        ) from None
+    return database
 
 
 def secret_key(path):

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.shortcuts import redirect, render
 
 from app.forms import SiteForm, strip_control_characters
-from app.models import Site
+from app.models import Site, is_duplicate_url
 
 MAX_QUERY_LENGTH = 100  # longer searches are cut, not refused: nobody types more by hand
 
@@ -32,9 +32,10 @@ def submit(request):
             # A savepoint, so a failed INSERT leaves any surrounding transaction usable.
             with transaction.atomic():
                 form.save()
-        except IntegrityError:
-            # The same URL was submitted concurrently and won the race past is_valid()'s check;
-            # the unique index on url is the only constraint the form can violate.
+        except IntegrityError as error:
+            if not is_duplicate_url(error):
+                raise  # a 500, logged and mailed to ADMINS like any other fault
+            # The same URL was submitted concurrently and won the race past is_valid()'s check.
             form.add_error("url", Site._meta.get_field("url").error_messages["unique"])
         else:
             return redirect("thanks")

@@ -1,30 +1,61 @@
 """gunicorn settings for the container. gunicorn supervises the worker processes (restarts a dead
-one, recycles them, shuts down gracefully); each worker runs Django's ASGI app under uvicorn."""
+one, recycles them, shuts down gracefully); each worker runs Django's ASGI app under uvicorn.
+
+`python docker/gunicorn.conf.py` only checks the settings (the entrypoint runs it before gunicorn)."""
 
 import os
+import socket
+import struct
 import sys
 
 from app.env import ConfigError, env_int, env_str
+
+
+def default_gateway(routes="/proc/net/route"):
+    """The container's default gateway, from the kernel's routing table; None if there is none."""
+    try:
+        with open(routes, encoding="ascii") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == "00000000" and int(fields[3], 16) & 0x2:  # to 0.0.0.0/0, via a gateway
+                    return socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
 
 try:
     # Workers: WEB_CONCURRENCY, default 3. Not (2 x CPUs) + 1: inside a container gunicorn would
     # count the host's CPUs, not the container's share (gunicorn #2028). Set it per machine.
     workers = env_int("WEB_CONCURRENCY", 3, minimum=1)
-    # Trust X-Forwarded-For/-Proto only from the Docker bridge: requests from the host's nginx reach
-    # the container from the bridge gateway, not 127.0.0.1. Without this, uvicorn ignores the
-    # headers and Django never learns a request came over HTTPS. (CIDR needs gunicorn >= 24.1.)
-    # docker-compose.yml sets it to the bridge subnet; without it, only loopback (gunicorn's default).
-    forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    graceful_timeout = env_int("GRACEFUL_TIMEOUT", 25, minimum=1)
+    # Trust X-Forwarded-For/-Proto from the container's default gateway: the host's nginx reaches the
+    # container through it, whatever network Docker assigned. Without this, uvicorn ignores the
+    # headers and Django never learns a request came over HTTPS. FORWARDED_ALLOW_IPS overrides.
+    forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", default_gateway() or "127.0.0.1")
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
+if __name__ == "__main__":
+    sys.exit()  # the entrypoint's check: the settings above are valid
+
+# After the checks: importing gunicorn's modules parses WEB_CONCURRENCY, with a traceback if bad.
+from uvicorn_worker import UvicornWorker  # noqa: E402
+
+
+class DjangoUvicornWorker(UvicornWorker):
+    """uvicorn's gunicorn worker with the ASGI lifespan protocol off: Django does not implement it, and
+    with it on ("auto") every worker logs a misleading "ASGI 'lifespan' protocol appears unsupported"."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "lifespan": "off"}
+
+
 # Listen on all of the container's interfaces; compose publishes the port on the host's 127.0.0.1 only.
 bind = "0.0.0.0:6868"
-worker_class = "app.workers.DjangoUvicornWorker"  # uvicorn's worker, lifespan off (app/workers.py)
+worker_class = DjangoUvicornWorker  # gunicorn takes the class itself (above)
 
-# graceful_timeout (above): on SIGTERM, in-flight requests get this long to finish. Kept below
-# compose's stop_grace_period (30 s), so gunicorn exits by itself before Docker resorts to SIGKILL.
+# On SIGTERM, in-flight requests get 25 s to finish: below compose's stop_grace_period (30 s), so
+# gunicorn exits by itself before Docker resorts to SIGKILL. Change both together.
+graceful_timeout = 25
 # timeout is NOT a request deadline under the Uvicorn worker: views run in threads while the event
 # loop keeps touching the heartbeat file, so a slow request is never cut off (a 9 s view under
 # timeout = 4 still answered 200). It catches a worker whose event loop is stuck this long, which

@@ -60,6 +60,6 @@ else
   scheme=http
   case $(site_setting HTTPS false) in [Tt]rue | 1 | [Yy]es | [Oo]n) scheme=https ;; esac
   echo "The site is up on 127.0.0.1:$port, for nginx to serve as $scheme://$host/"
-  echo "  (install nginx/sitekit.conf: README, Deploying to a VPS). Check it from here:"
+  echo "  (sudo make nginx-site DOMAIN=$host: README, Deploying to a VPS). Check it from here:"
   echo "  curl -H 'Host: $host' http://127.0.0.1:$port/readyz"
 fi

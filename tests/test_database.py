@@ -1,7 +1,9 @@
 """The database path's own behaviour: every connection's statements are bounded by
 DB_STATEMENT_TIMEOUT, a cancelled query gets a page that says so, migrate is not bounded (it may
-wait for another container's migrate), and check_database names a socket as the operator sees it."""
+wait for another container's migrate), check_database names a socket as the operator sees it and
+waits a bounded number of times, and the entrypoint's marker follows the build and the migrations."""
 
+import io
 import os
 import subprocess
 import sys
@@ -9,9 +11,11 @@ import time
 
 import psycopg2
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection, connections
 
 from app.database import StatementTimeoutMiddleware
+from app.management.commands.check_database import database_state, preparation_key
 from app.management.commands.migrate import MIGRATE_LOCK_ID
 from tests.test_settings import REPO, assert_one_line_naming, manage, production_env
 
@@ -136,3 +140,79 @@ def test_check_database_names_the_socket_file_it_looked_for(tmp_path):
         f"PostgreSQL database 'sitekit' as user 'www-data' via socket {tmp_path}/.s.PGSQL.6432 is unreachable"
     )
     assert "is PostgreSQL, or pgbouncer on 6432, running?" in line
+
+
+def test_check_database_waits_a_bounded_number_of_times_one_line_each(tmp_path):
+    env = {"DB_HOST": str(tmp_path), "DB_WAIT_ATTEMPTS": "3", "DB_WAIT_SECONDS": "0"}
+    result = manage("check_database", "--wait", **env)
+    assert result.returncode == 1  # unreachable: the restart policy tries again later
+    assert "Traceback" not in result.stderr
+    *attempts, last = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in attempts] == ["attempt 1/3", "attempt 2/3", "attempt 3/3"]
+    assert all("is unreachable" in line for line in attempts)
+    assert last == (
+        "error: database still unreachable after 3 attempts; giving up (the restart policy will try again)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DB_WAIT_ATTEMPTS", "thirty"), ("DB_WAIT_ATTEMPTS", "0"), ("DB_WAIT_SECONDS", "2s")],
+)
+def test_a_malformed_wait_setting_stops_check_database_with_one_line(variable, value):
+    result = manage("check_database", "--wait", **{variable: value})
+    assert result.returncode == 2  # misconfigured: the entrypoint does not retry
+    assert_one_line_naming(result, variable)
+
+
+@pytest.fixture
+def state(db):
+    """(the preparation key, the database state) of the test database, read as the entrypoint does."""
+    return lambda: (preparation_key(connection), database_state(connection))
+
+
+def test_the_preparation_key_follows_the_build_and_every_migration_row(state, monkeypatch):
+    key, migrated = state()
+    assert state() == (key, migrated)  # the same build and database: the same key
+    monkeypatch.setenv("APP_BUILD_ID", "another-build")
+    assert state()[0] != key and state()[1] == migrated  # a new build prepares again
+    monkeypatch.delenv("APP_BUILD_ID")
+    with connection.cursor() as cursor:  # another version migrated (or migrated back) this database
+        cursor.execute("INSERT INTO django_migrations (app, name, applied) VALUES ('app', '9999_x', now())")
+        assert state()[0] != key
+        cursor.execute("DELETE FROM django_migrations WHERE name = '9999_x'")
+        assert state() == (key, migrated)
+        cursor.execute("DELETE FROM django_migrations WHERE name = (SELECT max(name) FROM django_migrations)")
+        assert state()[0] != key
+
+
+def test_an_empty_database_has_a_state_of_its_own(state):
+    _, migrated = state()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA nothing_here")
+        cursor.execute("SET LOCAL search_path TO nothing_here")  # no django_migrations visible
+        _, empty = state()
+    assert migrated.startswith("postgresql oid ") and empty == migrated.split(":")[0] + ": empty"
+
+
+def test_mark_prepared_leaves_one_marker_named_by_the_key_in_each_folder(state, tmp_path):
+    data, public = tmp_path / "data", tmp_path / "static"
+    for folder in (data, public):
+        folder.mkdir()
+        (folder / ".prepared-of-an-older-build").write_text("")
+        (folder / "kept").write_text("the trial's secret key, a published file")
+    call_command("mark_prepared", str(data), "--also", str(public), stdout=io.StringIO())
+    key, migrated = state()
+    for folder in (data, public):
+        [marker] = folder.glob(".prepared-*")
+        assert marker.name == f".prepared-{key}"
+        assert f"database {migrated}" in marker.read_text()
+        assert sorted(path.name for path in folder.iterdir()) == [marker.name, "kept"]  # no temporary
+
+
+def test_mark_prepared_into_an_unwritable_folder_says_how_to_fix_it(state, tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("")
+    fix = r"^cannot write the marker in \S+ \(.+\): on the host, run: sudo mkdir -p ./data && sudo chown "
+    with pytest.raises(CommandError, match=fix):
+        call_command("mark_prepared", str(not_a_folder))

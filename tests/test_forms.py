@@ -8,7 +8,8 @@ from hypothesis.extra.django import TestCase
 from hypothesis.provisional import urls
 
 from app.forms import SiteForm
-from app.models import JOINERS, Site, format_characters
+from app.models import Site
+from app.web_address import JOINERS, format_characters
 
 VALID = {"name": "Example", "url": "https://example.com", "description": "An example.", "contact_email": ""}
 HOSTILE = [
@@ -105,6 +106,11 @@ def test_a_nul_byte_in_the_email_is_an_error():
             {"url": "https://example.com/\u202egpj.exe"},
             "url",
             "Remove the invisible character U+202E (RIGHT-TO-LEFT OVERRIDE): it can disguise the text.",
+        ),
+        (
+            {"url": "http://localhost:6868/admin/"},
+            "url",
+            "Enter the address of a public site: this one leads to the visitor's own computer or network.",
         ),
         (
             {"name": "Invoice \u202egnp.exe"},

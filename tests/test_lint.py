@@ -52,6 +52,7 @@ def test_ruff_finds_nothing():
     assert_clean([tool("ruff"), "check", "."])
 
 
+@pytest.mark.slow  # needs Docker Compose
 def test_docker_compose_accepts_the_compose_file(tmp_path):
     if (
         not shutil.which("docker")

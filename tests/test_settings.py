@@ -114,12 +114,8 @@ def test_gunicorn_accepts_the_production_example():
 
 def test_gunicorn_refuses_zero_workers_with_one_line():
     # gunicorn itself parses WEB_CONCURRENCY before it reads this config file, so text and negative
-    # numbers never get here: tests/e2e/test_bad_input.py checks those through the container.
+    # numbers never get here: tests/e2e/test_configuration.py checks those through the container.
     assert_one_line_naming(gunicorn_check_config(WEB_CONCURRENCY="0"), "WEB_CONCURRENCY")
-
-
-def test_gunicorn_refuses_a_non_numeric_graceful_timeout_with_one_line():
-    assert_one_line_naming(gunicorn_check_config(GRACEFUL_TIMEOUT="25s"), "GRACEFUL_TIMEOUT")
 
 
 def test_db_password_file_supplies_the_database_password(tmp_path):

@@ -14,9 +14,10 @@ from tests.harness import BASE_IMAGE
 
 REPO = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-LOCKFILES = ("requirements.txt", "requirements-dev.txt")
+LOCKFILES = ("requirements.txt", "requirements-test.txt", "requirements-dev.txt")  # each layer on the last
 
 
+@pytest.mark.slow  # a pip-compile in the base image: about 30 s
 def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
     """Recompile a copy with `make lock`'s script in the base image; pip-compile keeps every pin
     that still satisfies the .in files, so any difference means a .txt is out of date."""
@@ -24,7 +25,12 @@ def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
         pytest.skip("no Docker engine to run the base image in: run .ci/provision")
     image = BASE_IMAGE  # the base the container builds on, as `make lock` uses it
     script = "scripts/pip-compile.sh"  # what `make lock` runs
-    for name in ("requirements.in", "requirements-dev.in", *LOCKFILES, "docker/os-packages.sh", script):
+    for name in (
+        *(Path(lock).with_suffix(".in").name for lock in LOCKFILES),
+        *LOCKFILES,
+        "docker/os-packages.sh",
+        script,
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     result = subprocess.run(
@@ -68,6 +74,7 @@ def audit(lockfile):
         return None, result.stderr
 
 
+@pytest.mark.slow  # PyPI's vulnerability data, over the network
 @pytest.mark.parametrize("lockfile", LOCKFILES)
 def test_no_pin_has_a_known_vulnerability(lockfile):
     if not (Path(sys.executable).parent / "pip-audit").exists():

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_settings import assert_one_line_naming, production_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +64,24 @@ def test_an_unwritable_data_dir_is_one_line_naming_it(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the folder should be: unwritable for root too
     assert_one_line_naming(manage(trial_env(blocked / "data"), "check"), "DATA_DIR")
+
+
+@pytest.mark.parametrize("earlier_version", [False, True])
+def test_the_trials_database_and_its_folder_are_for_the_site_user_alone(tmp_path, earlier_version):
+    # The SQLite file holds the admin's password hashes and the sessions (a session is a login).
+    data, database = tmp_path / "data", tmp_path / "data" / "db.sqlite3"
+    if earlier_version:  # what `make data` and an earlier version left: both readable by all
+        data.mkdir(mode=0o755)
+        database.touch(mode=0o644)
+    umask = os.umask(0o022)  # the usual one, which alone would make both readable by all
+    try:
+        result = manage(trial_env(data), "migrate", "--verbosity", "0")
+    finally:
+        os.umask(umask)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert database.stat().st_size > 0  # the real database, migrated
 
 
 def test_createsuperuser_without_a_terminal_fails_instead_of_skipping(tmp_path):

@@ -1,16 +1,18 @@
+import sqlite3
 from itertools import count
+from types import SimpleNamespace
 from unittest import mock
 
 import hypothesis
 import pytest
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 from django.test import Client
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
 
 from app.forms import SiteForm
-from app.models import Site
+from app.models import Site, is_duplicate_url
 
 pytestmark = pytest.mark.django_db
 FORM = {"name": "Example", "url": "https://example.com", "description": "An example.", "contact_email": ""}
@@ -163,6 +165,22 @@ def test_a_duplicate_url_submitted_concurrently_is_the_same_friendly_error(clien
     assert response.status_code == 200
     assert response.context["form"].errors["url"] == ["This site is already listed or waiting for review."]
     assert list(Site.objects.values_list("name", flat=True)) == ["Winner"]
+
+
+@pytest.mark.parametrize("duplicate", [True, False])
+def test_the_trials_sqlite_tells_a_duplicate_url_from_other_faults(duplicate):
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE app_site (url text UNIQUE, name text NOT NULL)")
+    db.execute("INSERT INTO app_site VALUES ('https://example.com', 'Example')")
+    with pytest.raises(sqlite3.IntegrityError) as refused:
+        db.execute(
+            "INSERT INTO app_site VALUES (?, ?)",
+            ("https://example.com", "Again") if duplicate else ("x", None),
+        )
+    error = IntegrityError(*refused.value.args)
+    error.__cause__ = refused.value  # as Django's database wrapper raises it
+    with mock.patch("app.models.connection", SimpleNamespace(vendor="sqlite")):
+        assert is_duplicate_url(error) is duplicate
 
 
 def test_the_honeypot_pretends_success_but_saves_nothing(client):

@@ -80,13 +80,15 @@ def stack(e2e_root, host_db, request):
 
 
 @pytest.fixture
-def extra_stacks(e2e_root, stack):
-    """make(name, cluster, *, own_image=False, root=e2e_root, **env): stacks beyond the session's,
-    each with a subnet of its own, on the session's image unless own_image; all torn down (with any
-    nginx in front of them) after the test."""
-    made = []
+def extra_stacks(e2e_root, stack, request):
+    """make(name, cluster, *, own_image=False, **env): the one factory of stacks beyond the
+    session's, each in a folder of the test's own (so a name may repeat across tests), on the
+    session's image unless own_image; all torn down (with any nginx in front of them) after the test."""
+    made, root = [], e2e_root / request.node.name
 
-    def make(name, cluster, *, own_image=False, root=e2e_root, **env):
+    def make(name, cluster, *, own_image=False, **env):
+        root.mkdir(exist_ok=True)
+        root.chmod(0o755)  # nginx's workers traverse it to a stack's static folder
         app = Stack(root, name, image=stack.image, own_image=own_image)
         app.write_env(site_env(cluster, 443, **env))
         made.append(app)

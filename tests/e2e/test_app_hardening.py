@@ -1,6 +1,7 @@
 """What the app does for the edge, seen through the real stack: failed logins banned by the shipped
-fail2ban filter with the real client's address, /readyz kept from the public, bad Host requests
-leaving no traceback in the container's log."""
+fail2ban filter with the real client's address, /readyz kept from the public, a Host it does not
+serve refused (400) and leaving no traceback in the container's log, a form post without a valid
+CSRF token refused (403)."""
 
 import secrets
 import shutil
@@ -39,7 +40,7 @@ def test_fail2ban_finds_a_failed_admin_login_with_the_real_clients_address(stack
 
 
 @pytest.fixture
-def fail2ban(tmp_path):
+def fail2ban(tmp_path, stack):
     """A private fail2ban-server with the distribution's configuration and the shipped jail and
     filter (no other jail), its database in memory, and a dummy action instead of the firewall's.
     Yields fail2ban-client's argv for it."""
@@ -53,10 +54,12 @@ def fail2ban(tmp_path):
         for path in (REPO / "fail2ban" / kind).iterdir():
             shutil.copy(path, conf / kind)
     (conf / "fail2ban.d" / "test.local").write_text("[DEFAULT]\ndbfile = :memory:\n")
-    # The test's only changes to the jail: ban after 2 failures, not 10 (nginx lets a client make
-    # 6 at once, then one every 10 s); this machine's addresses count; the ban is only recorded.
+    # The test's only changes to the jail: the stack's log (as make fail2ban writes it); ban after 2
+    # failures, not 10 (nginx lets a client make 6 at once, then one every 10 s); this machine's
+    # addresses count; the ban is only recorded.
     (conf / "jail.d" / "zz-test.local").write_text(
-        f"[sitekit-admin]\nmaxretry = 2\nignoreself = false\naction = dummy[target={tmp_path}/bans]\n"
+        f"[sitekit-admin]\nlogpath = {stack.inspect('{{.LogPath}}')}\nmaxretry = 2\nignoreself = false\n"
+        f"action = dummy[target={tmp_path}/bans]\n"
     )
     client = ["fail2ban-client", "-s", str(tmp_path / "sock")]
     server = subprocess.Popen(
@@ -104,3 +107,34 @@ def test_requests_for_other_host_names_leave_no_traceback(stack):
     lines = [line for line in logs.splitlines() if marker in line]
     assert len(lines) == 3 and all('HTTP/1.1" 400' in line for line in lines), lines
     assert "Invalid HTTP_HOST" not in logs
+
+
+def test_a_host_name_not_in_allowed_hosts_gets_400(stack):
+    # nginx's catch-all server keeps such requests from Django (tests/e2e/test_nginx_edge.py); behind it,
+    # Django refuses them too.
+    for host in ("evil.example", "localhost.evil.example", "127.0.0.1"):
+        status, _, _ = request(stack.port, "/", host=host, headers={"X-Forwarded-Proto": "https"})
+        assert status == 400, host
+
+
+def test_a_form_post_without_a_valid_csrf_token_gets_403(stack):
+    browser = Browser(stack.nginx)
+    fields = {"name": "No token", "url": f"https://csrf-{secrets.token_hex(4)}.example", "description": "x"}
+    token = browser.csrf_token("/submit/")
+    headers = browser.form_headers("/submit/")
+    attempts = {
+        "no token, no cookie": (fields, {"Origin": browser.origin, "Referer": browser.origin + "/submit/"}),
+        "cookie but no token": (fields, headers),
+        "token from another origin": (
+            {"csrfmiddlewaretoken": token, **fields},
+            {**headers, "Origin": "https://evil.example", "Referer": "https://evil.example/"},
+        ),
+    }
+    for attempt, (data, request_headers) in attempts.items():
+        status, _, _ = browser.request(
+            "/submit/",
+            method="POST",
+            body=urlencode(data),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **request_headers},
+        )
+        assert status == 403, attempt

@@ -198,7 +198,7 @@ def test_a_search_past_the_statement_timeout_gets_a_page_that_says_so(socket_sta
 
 def test_tcp_with_scram_for_a_database_on_another_machine(stack, host_db):
     """The session's shared stack: DB_HOST a host name, a password, SCRAM (the cluster's only TCP
-    method), connecting from the stack's pinned subnet; its pages are read from PostgreSQL."""
+    method), from the subnet Docker gave the stack's network; its pages are read from PostgreSQL."""
     environment = json.loads(stack.inspect("{{json .Config.Env}}"))
     assert "DB_HOST=host.docker.internal" in environment
     assert any(item.startswith("DB_PASSWORD=") for item in environment)

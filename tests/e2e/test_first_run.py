@@ -2,8 +2,8 @@
 `make up` brings the site up on SQLite and prints an address that answers; what is running is in
 the log; an admin user can be made without a terminal; sessions survive a restart; a production
 setting without a database stops `make up` at once with the container's one clear line; and the
-development override reloads an edited template. Only the port, subnet, image tag and project name
-differ from a real first run (through the environment, as compose reads it), so sessions overlap."""
+development override reloads an edited template. Only SITE (the project and image name) and the
+port differ from a real first run (through the environment, as compose reads it), so sessions overlap."""
 
 import os
 import re
@@ -34,10 +34,8 @@ def fresh_copy(root, name, env_lines=None):
     keep = ("PATH", "HOME", "LANG", "DOCKER_HOST", "DOCKER_CONFIG", "TMPDIR")
     app.make_env = {
         **{key: os.environ[key] for key in keep if key in os.environ},
-        "COMPOSE_PROJECT_NAME": app.name,
+        "SITE": app.name,  # names the project and the image, app.image
         "APP_PORT": str(app.port),
-        "APP_SUBNET": app.subnet,
-        "APP_IMAGE": app.image,
         "PYTHON_IMAGE": BASE_IMAGE,
         # make works it out itself; the dev override's `docker compose up --build` needs it said.
         "BUILD_PULL": build_pull(BASE_IMAGE),

@@ -1,17 +1,17 @@
 """Lifecycle of the shipped container: restarts, rebuilds, concurrent starts, shutdown, dead workers."""
 
-import contextlib
 import functools
-import subprocess
+import os
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import psycopg2
 import pytest
 
-from tests.harness import Nginx, run, site_env, wait_for
-from tests.harness.http import status
+from tests.harness import Nginx, children, host_database, run, site_env, wait_for
+from tests.harness.http import request, status
 
 
 @pytest.fixture
@@ -39,6 +39,14 @@ def home(app):
     return status(app.port, "/", headers={"X-Forwarded-Proto": "https"}, timeout=15)
 
 
+SKIPPED = "already prepared for this build and database state: skipping static files and migrations"
+
+
+def restart(app):
+    app.compose("restart")
+    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+
+
 def test_a_database_recreated_empty_is_migrated_at_the_next_start(make_stack, host_db, new_database):
     app = make_stack("sitekit-life-recreated")
     app.up()
@@ -47,10 +55,56 @@ def test_a_database_recreated_empty_is_migrated_at_the_next_start(make_stack, ho
     # server): a marker of "already prepared" would skip migrate and serve "relation does not exist".
     host_db.psql(f'DROP DATABASE "{new_database}" WITH (FORCE)', database="postgres")
     host_db.psql(f'CREATE DATABASE "{new_database}" OWNER "{host_db.user}"', database="postgres")
-    app.compose("restart")
-    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+    restart(app)
     assert home(app) == 200, app.logs()
     assert int(host_db.psql("SELECT count(*) FROM django_migrations", database=new_database)) > 10
+
+
+def test_a_database_migrated_by_another_version_is_migrated_again_at_the_next_start(make_stack):
+    app = make_stack("sitekit-life-other")
+    app.up()
+    # Another version (a rollback's `migrate app <earlier>`, here all the way back) changed the
+    # schema under the same name: this build's marker no longer describes the database.
+    app.manage("migrate", "app", "zero")
+    restart(app)
+    logs = app.logs()
+    assert SKIPPED not in logs and logs.count("Applying app.0001_initial... OK") == 2, logs
+    assert home(app) == 200
+
+
+def test_a_restart_of_the_same_build_and_database_skips_static_files_and_migrations(make_stack):
+    app = make_stack("sitekit-life-skip")
+    app.up()
+    published = static_files(app.static)
+    [marker] = app.data.glob(".prepared-*")
+    restart(app)
+    logs = app.logs()
+    assert logs.count(SKIPPED) == 1, logs  # said once, by the restart
+    assert logs.count("static files: ") == logs.count("Operations to perform") == 1  # the first start's
+    assert static_files(app.static) == published
+    assert list(app.data.glob(".prepared-*")) == [marker]
+    assert home(app) == 200
+    # The public folder emptied (old versions' files cleaned out, a new host): published again.
+    for path in app.static.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    restart(app)
+    assert app.logs().count("static files: ") == 2
+    assert static_files(app.static).keys() == published.keys()
+
+
+def test_a_new_build_publishes_its_static_files_and_migrates_again(make_stack):
+    app = make_stack("sitekit-life-build", own_image=True)
+    app.compose("build")
+    app.up()
+    restart(app)
+    assert app.logs().count(SKIPPED) == 1  # the same build: nothing to do
+    (app.dir / "app/static/site/new-in-this-build.txt").write_text("a file only the new build has")
+    app.compose("build")
+    app.up()  # recreates the container from the new image
+    logs = app.logs()  # the new container's alone
+    assert SKIPPED not in logs and "Operations to perform" in logs, logs
+    assert (app.static / "site/new-in-this-build.txt").read_text() == "a file only the new build has"
+    assert len(list(app.data.glob(".prepared-*"))) == 1  # the old build's marker is gone
 
 
 def static_files(folder):
@@ -72,12 +126,18 @@ def test_two_preparations_at_once_publish_whole_files_and_a_third_rewrites_none(
     image = run(["docker", "run", "--rm", "--entrypoint", "sh", app.image, "-c", listing]).stdout
     expected = {name[2:]: digest for digest, name in (line.split() for line in image.splitlines())}
     published = static_files(app.static)
-    assert set(published) == set(expected)
+    [marker] = [name for name in published if name.startswith(".prepared-")]  # never served: a dotfile
+    assert set(published) == set(expected) | {marker}
     digests = run(["sha256sum", *expected], cwd=app.static).stdout
     assert {name: digest for digest, name in (line.split() for line in digests.splitlines())} == expected
-    # Run again: files in place are neither rewritten nor replaced (nginx may be serving them).
+    # Run again, its marker in ./data gone: files in place are neither rewritten nor replaced (nginx
+    # may be serving them).
+    for stale in app.data.glob(".prepared-*"):
+        stale.unlink()
     app.compose("run", "--rm", "app", "prepare")
-    assert static_files(app.static) == published
+    again = static_files(app.static)
+    assert again.keys() == published.keys()
+    assert {name: again[name] for name in expected} == {name: published[name] for name in expected}
 
 
 def test_two_containers_starting_at_once_migrate_exactly_once(make_stack, host_db, new_database):
@@ -99,50 +159,42 @@ def test_stop_lets_an_in_flight_request_finish(make_stack, host_db, new_database
     app.write_env(site_env(host_db, app.nginx.https_port, DB_NAME=new_database))
     app.up()
     app.nginx.start()
-    # A slow request, made slow honestly: the home page's query waits for a table lock held here.
-    locker = subprocess.Popen(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-h",
-            str(host_db.socket_dir),
-            "-p",
-            str(host_db.port),
-            "-U",
-            host_db.user,
-            "-d",
-            new_database,
-            "-c",
-            "BEGIN; LOCK TABLE app_site; SELECT pg_sleep(5); COMMIT;",
-        ],
-        env={"PGPASSWORD": host_db.password, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL,
+    # A request made slow honestly: the home page's query waits for a table lock held here.
+    locker = psycopg2.connect(
+        host=str(host_db.socket_dir),
+        port=host_db.port,
+        user=host_db.user,
+        password=host_db.password,
+        dbname=new_database,
     )
-    time.sleep(1)
-    answer = {}
-    request = threading.Thread(target=lambda: answer.update(status=app.nginx.request("/")[0]))
-    request.start()
-    time.sleep(1)
-    started = time.monotonic()
-    app.compose("stop")  # SIGTERM, then SIGKILL after stop_grace_period (30 s)
-    stopped_after = time.monotonic() - started
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'app_site'::regclass AND NOT granted"
+    answer, stopped = {}, {}
+    try:
+        locker.cursor().execute("LOCK TABLE app_site IN ACCESS EXCLUSIVE MODE")
+        request = threading.Thread(target=lambda: answer.update(status=app.nginx.request("/")[0]))
+        request.start()
+        wait_for(lambda: host_db.psql(waiting, database=new_database) == "1", what="the request waiting")
+        # SIGTERM, then SIGKILL after stop_grace_period (30 s); it returns once the container is gone.
+        stop = threading.Thread(target=lambda: stopped.update(result=app.compose("stop", check=False)))
+        stop.start()
+        wait_for(lambda: "Handling signal: term" in app.logs(), what="gunicorn told to stop")
+        assert host_db.psql(waiting, database=new_database) == "1"  # still in flight
+    finally:
+        locker.rollback()  # the query goes on; the request can finish
+        locker.close()
     request.join(timeout=30)
-    locker.wait(timeout=30)
+    stop.join(timeout=40)
 
     assert answer.get("status") == 200, app.logs()
+    assert stopped["result"].returncode == 0, stopped["result"].stderr
     state = app.state()
+    assert state["Status"] == "exited", state
     assert state["ExitCode"] == 0 and not state["OOMKilled"], state  # SIGKILL would exit 137
-    assert stopped_after < 30
 
 
 def worker_pids(app):
-    """gunicorn's workers: the children of the container's PID 1, read from the host's /proc."""
-    children = set()
-    for task in Path(f"/proc/{app.state()['Pid']}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            children.update((task / "children").read_text().split())
-    return children
+    """gunicorn's workers: the children of its master, read from the host's /proc."""
+    return children(app.server_pid())
 
 
 def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):
@@ -160,3 +212,143 @@ def test_a_killed_worker_is_replaced_and_the_site_keeps_answering(make_stack):
     assert answers == [200] * 20  # the listening socket is the master's: others keep accepting
     assert direct(app) == 200
     assert app.state()["Restarting"] is False and app.inspect("{{.RestartCount}}") == "0"
+
+
+# --- Faults around the container: the database away at start or under load, a failing migration,
+# an unwritable static folder. Each must end in a clear message or a clean recovery.
+
+
+@pytest.fixture(scope="module")
+def own_cluster(docker):
+    """A host PostgreSQL of this module's own, free to be stopped and restarted."""
+    cluster = host_database()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_db(own_cluster):
+    """This module's own PostgreSQL, running again after each test."""
+    yield own_cluster
+    if own_cluster.pg_ctl("status", check=False).returncode != 0:
+        own_cluster.pg_ctl("start")
+
+
+def test_database_down_at_start_then_up_within_the_bound(extra_stacks, own_db):
+    app = extra_stacks("sitekit-fault", own_db, DB_WAIT_ATTEMPTS="60", DB_WAIT_SECONDS="1")
+    own_db.pg_ctl("stop")
+    app.compose("up", "-d")
+    wait_for(lambda: "attempt 3/60" in app.logs(), what="three logged attempts")
+    own_db.pg_ctl("start")
+    wait_for(lambda: app.state()["Health"]["Status"] == "healthy", timeout=90, what="healthy")
+    attempts = [line for line in app.logs().splitlines() if "is unreachable" in line]
+    assert len(attempts) >= 3 and all("attempt " in line and "/60" in line for line in attempts)
+    assert app.inspect("{{.RestartCount}}") == "0"  # no manual action, no restart needed
+
+
+def test_a_stop_while_waiting_for_the_database_ends_at_once(extra_stacks, own_db):
+    app = extra_stacks("sitekit-fault", own_db, DB_WAIT_ATTEMPTS="60", DB_WAIT_SECONDS="1")
+    own_db.pg_ctl("stop")
+    app.compose("up", "-d")
+    wait_for(lambda: "attempt 2/60" in app.logs(), what="the entrypoint waiting for the database")
+    app.compose("stop")  # SIGTERM, then SIGKILL after stop_grace_period (30 s)
+    state = app.state()
+    # 143: the entrypoint's trap ended it on SIGTERM; 137 would be Docker's SIGKILL after the grace period.
+    assert state["ExitCode"] == 143, (state, app.logs())
+    assert "stopped during preparation" in app.logs()
+
+
+def test_database_down_past_the_bound_exits_and_the_policy_retries(extra_stacks, own_db):
+    app = extra_stacks("sitekit-fault", own_db, DB_WAIT_ATTEMPTS="2", DB_WAIT_SECONDS="1")
+    own_db.pg_ctl("stop")
+    app.compose("up", "-d")
+    wait_for(lambda: int(app.inspect("{{.RestartCount}}")) >= 1, timeout=60, what="a restart by the policy")
+    logs = app.logs()
+    assert "database still unreachable after 2 attempts; giving up" in logs
+    assert "Traceback" not in logs
+    own_db.pg_ctl("start")
+    wait_for(
+        lambda: app.state()["Health"]["Status"] == "healthy", timeout=120, what="healthy once the db is back"
+    )
+
+
+def get(app, path):
+    """(status, body) straight from the container, as nginx asks it; a connection error is a status."""
+    try:
+        status, _, body = request(app.port, path, headers={"X-Forwarded-Proto": "https"}, timeout=10)
+        return status, body
+    except OSError as exc:
+        return type(exc).__name__, ""
+
+
+def test_database_restart_under_load_fails_cleanly_and_recovers(extra_stacks, own_db):
+    app = extra_stacks("sitekit-fault", own_db)
+    app.up()
+    started_at = app.state()["StartedAt"]
+    seen = {"before": [], "outage": [], "after": []}
+
+    def load(phase, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for path in ("/", "/readyz"):
+                seen[phase].append((path, *get(app, path)))
+            time.sleep(0.05)
+
+    load("before", 2)
+    own_db.pg_ctl("stop")
+    load("outage", 3)
+    own_db.pg_ctl("start")
+    load("after", 3)
+
+    assert {status for _, status, _ in seen["before"]} == {200}
+    outage = {(path, status) for path, status, _ in seen["outage"]}
+    assert ("/readyz", 503) in outage and ("/", 503) in outage  # a page that says so, not a 500
+    assert outage <= {("/", 503), ("/readyz", 503)}, outage  # every failure is an HTTP answer
+    assert all("Traceback" not in body for _, _, body in seen["outage"])
+    assert any('"database unreachable"' in body for path, _, body in seen["outage"] if path == "/readyz")
+    assert {status for _, status, _ in seen["after"][-20:]} == {200}  # recovered by itself
+    assert app.state()["StartedAt"] == started_at and app.inspect("{{.RestartCount}}") == "0"
+
+
+BROKEN_MIGRATION = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("app", "{latest}")]
+    operations = [
+        migrations.AddField("site", "half_done", models.TextField(default="")),
+        migrations.RunSQL("SELECT 1 / 0"),  # fails after the schema change above
+    ]
+"""
+
+
+def test_a_failing_migration_changes_nothing_and_nothing_is_served(extra_stacks, own_db):
+    own_db.psql('CREATE DATABASE "broken" OWNER sitekit', database="postgres")
+    app = extra_stacks("sitekit-fault", own_db, own_image=True, DB_NAME="broken")
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    (app.dir / "app/migrations/0999_broken.py").write_text(BROKEN_MIGRATION.format(latest=latest))
+    app.compose("build")
+    app.compose("up", "-d")
+    wait_for(lambda: int(app.inspect("{{.RestartCount}}")) >= 1, timeout=90, what="the failed start")
+    logs = app.logs()
+    assert "division by zero" in logs
+    columns = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'half_done'"
+    assert own_db.psql(columns, database="broken") == "0"  # transactional DDL: rolled back whole
+    applied = "SELECT count(*) FROM django_migrations WHERE name = '0999_broken'"
+    assert own_db.psql(applied, database="broken") == "0"
+    assert "Listening at" not in logs  # gunicorn never started on the half-migrated schema
+
+
+@pytest.mark.parametrize("problem", ["missing", "root-owned"])
+def test_unwritable_static_folder_gets_one_line_with_the_fix(extra_stacks, own_db, problem):
+    app = extra_stacks("sitekit-fault", own_db)
+    if problem == "missing":
+        app.static.rmdir()  # Docker then creates the bind-mount source itself, as root
+    else:
+        os.chown(app.static, 0, 0)
+    app.compose("up", "-d")
+    wait_for(lambda: "not writable" in app.logs(), timeout=60, what="the static folder error")
+    errors = [line for line in app.logs().splitlines() if "error:" in line]
+    assert errors and all("sudo chown 33:33 ./static" in line for line in errors), errors
+    assert "Traceback" not in app.logs()

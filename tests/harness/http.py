@@ -65,7 +65,7 @@ class Browser:
 
     def __init__(self, nginx, source="127.0.0.1"):
         self.nginx, self.source = nginx, source  # source: the client's address (see request())
-        self.origin = f"https://localhost:{nginx.https_port}"
+        self.origin = f"https://{nginx.host}:{nginx.https_port}"
         self.cookies = SimpleCookie()  # every cookie received, with its attributes
 
     def request(self, path, *, method="GET", body=None, headers=None):
@@ -102,3 +102,10 @@ class Browser:
         fields = {"username": username, "password": password, "next": "/admin/"}
         status, headers, text = self.post_form("/admin/login/", fields)
         assert (status, headers["Location"]) == (302, "/admin/"), text
+
+
+def policy(headers):
+    """The one Content-Security-Policy header, as {directive: [values]}."""
+    values = headers.get_all("Content-Security-Policy") or []
+    assert len(values) == 1, f"expected one Content-Security-Policy header, got {values}"
+    return {part.split()[0]: part.split()[1:] for part in values[0].split(";") if part.strip()}

@@ -1,64 +1,45 @@
-"""The project's nginx site (nginx/sitekit.conf) run by this machine's nginx binary, with only its
-ports, certificate and paths pointed at a stack: TLS ends here as on the VPS."""
+"""The project's nginx site, installed by `make nginx-site` (nginx/site.conf rendered for a clone,
+nginx/default-server.conf once) into a directory of its own and run by this machine's nginx binary,
+with only its ports, certificate and ACME folder pointed at the test's: TLS ends here as on the VPS.
+Several sites share one nginx as on one host: Nginx(root, other_stack, domain=..., beside=first)."""
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 from tests.harness import http
 from tests.harness.pg import free_port
-from tests.harness.stack import REPO, run
+from tests.harness.stack import run
 
 
 class Nginx:
-    """The project's nginx site with its ports, certificate and static path pointed at a stack."""
+    """A stack's nginx site (host name `domain`), in an nginx of its own or `beside` another site's."""
 
-    def __init__(self, root, stack):
-        self.dir = Path(root) / f"nginx-{stack.name}"
-        (self.dir / "snippets").mkdir(parents=True)
-        self.http_port, self.https_port = free_port(), free_port()
-        self.cert, self.key = self.dir / "cert.pem", self.dir / "key.pem"
-        run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                self.key,
-                "-out",
-                self.cert,
-            ]
-        )
-        shutil.copy(REPO / "nginx/sitekit-headers.conf", self.dir / "snippets")
-        # The upstream include, as shipped (port 6868) but pointed at the stack: scripts/deploy.sh
-        # rewrites it (NGINX_UPSTREAM) to switch slots.
-        self.upstream = self.dir / "sitekit-upstream.conf"
-        shipped = (REPO / "nginx/sitekit-upstream.conf").read_text()
-        self.upstream.write_text(shipped.replace("127.0.0.1:6868;", f"127.0.0.1:{stack.port};"))
-        site = (REPO / "nginx/sitekit.conf").read_text()
-        replacements = {
-            r"listen 80\b": f"listen 127.0.0.1:{self.http_port}",  # options (ssl, default_server) kept
-            r"listen 443\b": f"listen 127.0.0.1:{self.https_port}",
-            r"listen \[::\]:\d+[^;]*;": "",
-            r"server_name example\.com www\.example\.com;": "server_name localhost;",
-            r"/etc/nginx/sitekit-upstream\.conf": str(self.upstream),
-            r"root /srv/sitekit;": f"root {stack.dir};",
-            r"/etc/letsencrypt/live/example\.com/fullchain\.pem": str(self.cert),
-            r"/etc/letsencrypt/live/example\.com/privkey\.pem": str(self.key),
+    def __init__(self, root, stack, *, domain="localhost", beside=None):
+        self.host, self.site = domain, stack.name
+        if beside:
+            self.dir, self.http_port, self.https_port = beside.dir, beside.http_port, beside.https_port
+            self.cert, self.key = beside.cert, beside.key
+        else:
+            self.dir = Path(root) / f"nginx-{stack.name}"
+            self.dir.mkdir(parents=True)
+            self.http_port, self.https_port = free_port(), free_port()
+            self.cert, self.key = self.dir / "cert.pem", self.dir / "key.pem"
+            run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+                + ["-subj", "/CN=localhost", "-keyout", self.key, "-out", self.cert])  # fmt: skip
+        # As the operator installs it, in the clone (its SITE and APP_PORT said, as its .env does).
+        install = ["make", "-s", "nginx-site", f"DOMAIN={domain}", f"NGINX_DIR={self.dir}", "NGINX=true"]
+        install += [f"SITE={stack.name}", f"APP_PORT={stack.port}"]
+        run(install, cwd=stack.dir)
+        self.upstream = self.dir / f"{stack.name}-upstream.conf"  # scripts/deploy.sh rewrites it
+        self.site_file = self.dir / "sites-enabled" / f"{stack.name}.conf"
+        self._point(self.site_file, {
+            r"/etc/letsencrypt/live/[^/]+/fullchain\.pem": str(self.cert),
+            r"/etc/letsencrypt/live/[^/]+/privkey\.pem": str(self.key),
             r"/var/www/letsencrypt": str(self.dir),
-        }
-        for pattern, replacement in replacements.items():
-            site, count = re.subn(pattern, replacement, site)
-            assert count, f"nginx/sitekit.conf no longer contains {pattern!r}: update tests/harness/nginx.py"
-        (self.dir / "sitekit.conf").write_text(site)
+        })  # fmt: skip
+        if not beside:
+            self._point(self.dir / "sites-enabled" / "default-server.conf", {})
         user = "user www-data;" if os.geteuid() == 0 else ""
         (self.dir / "nginx.conf").write_text(f"""
 {user}
@@ -71,11 +52,25 @@ http {{
     access_log {self.dir}/access.log;
     client_body_temp_path {self.dir}/body;
     proxy_temp_path {self.dir}/proxy;
-    include {self.dir}/sitekit.conf;
+    include {self.dir}/sites-enabled/*.conf;
 }}
 """)
         for path in (root, stack.dir, self.dir):
             Path(path).chmod(0o755)  # nginx's workers (www-data) must traverse to the static folder
+
+    def _point(self, path, replacements):
+        """The file's listen lines on this nginx's loopback ports (IPv6 ones dropped), and the rest."""
+        replacements = {
+            r"listen 80\b": f"listen 127.0.0.1:{self.http_port}",  # options (ssl, default_server) kept
+            r"listen 443\b": f"listen 127.0.0.1:{self.https_port}",
+            r"listen \[::\]:\d+[^;]*;": "",
+            **replacements,
+        }
+        text = path.read_text()
+        for pattern, replacement in replacements.items():
+            text, count = re.subn(pattern, replacement, text)
+            assert count, f"{path.name} no longer contains {pattern!r}: update tests/harness/nginx.py"
+        path.write_text(text)
 
     def nginx(self, *args):
         return run(["nginx", "-p", self.dir, "-c", self.dir / "nginx.conf", *args])
@@ -90,5 +85,7 @@ http {{
             self.nginx("-s", "stop")
 
     def request(self, path, *, https=True, **options):
-        """One request to nginx (see http.request); HTTPS unless told. Returns (status, headers, text)."""
+        """One request to this site through nginx (see http.request); HTTPS unless told.
+        Returns (status, headers, text)."""
+        options.setdefault("host", self.host)
         return http.request(self.https_port if https else self.http_port, path, https=https, **options)

@@ -9,13 +9,14 @@ import contextlib
 import glob
 import os
 import pwd
-import random
 import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.harness.net import free_port
 
 
 def _bin(name):
@@ -28,22 +29,6 @@ def _bin(name):
             f"{name} not found: install PostgreSQL's server package (apt-get install postgresql)"
         )
     return candidates[-1]
-
-
-def free_port(host="127.0.0.1"):
-    """A port nothing listens on, chosen below the kernel's ephemeral range: a port the kernel
-    handed out (bind to 0) may meanwhile become the source port of some outgoing connection, and a
-    server started on it later (docker-proxy for a stack's second slot, say) fails to bind."""
-    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for _ in range(100):
-        port = random.randrange(max(1024, low - 12000), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port below {low} on {host}")
 
 
 def reachable(host, port, timeout=1.0):

@@ -12,7 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.harness.pg import Cluster, free_port
+from tests.harness.net import free_port
+from tests.harness.pg import Cluster
 from tests.harness.stack import REPO, run, wait_for
 
 

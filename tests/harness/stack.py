@@ -1,16 +1,14 @@
 """The real stack: the project's own docker-compose.yml, run from a copy of the project with only
 paths, ports and environment overridden (in .env, as an operator would), against a host PostgreSQL.
 
-Sessions overlap safely: every compose project name and image tag carries this process's SESSION
-suffix, every stack takes a /24 inside SUBNETS that no Docker network uses, and cleanup() removes
-only the images this process built.
+Sessions overlap safely: every stack's SITE (its compose project and image name) carries this
+process's SESSION suffix, Docker gives each its own network, and cleanup() removes only the images
+this process built.
 """
 
 import contextlib
-import ipaddress
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -33,11 +31,11 @@ def _dockerfile_base():
 # What stacks build on: PYTHON_IMAGE, as `make test` passes it (from the shell, .env or the
 # Dockerfile), else the Dockerfile's default; offline, the tag scripts/build-offline-base.sh prints.
 BASE_IMAGE = os.environ.get("PYTHON_IMAGE") or _dockerfile_base()
-SUBNETS = ipaddress.ip_network("172.31.0.0/16")  # every stack takes a /24 here; pg_hba allows it all
+DOCKER_POOLS = ("172.16.0.0/12", "192.168.0.0/16")  # Docker's default address pools: any stack's network
 SESSION = secrets.token_hex(3)  # in every project name and tag this process makes
 _NOT_COPIED = {".git", ".venv", "venv", ".env", "static", "data"}  # local state, at the top level
 _CACHES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"}
-_subnets_held, _images_built = set(), set()  # this process's: subnets of live stacks, image ids
+_images_built = set()  # ids of the images this process built
 
 
 def tag(name):
@@ -74,22 +72,8 @@ def docker_gateway():
 
 def host_database():
     """A throwaway PostgreSQL on the host as on a VPS, started: listening on the docker0 address (where
-    host.docker.internal points), pg_hba allowing every stack's subnet. Call .stop() when done."""
-    return Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=(str(SUBNETS),)).start()
-
-
-def free_subnet():
-    """A /24 of SUBNETS that no Docker network (any session's) and no stack of ours holds. Another
-    session may take the same one before compose creates the network: Stack.compose then retries."""
-    networks = run(["docker", "network", "ls", "-q"]).stdout.split()
-    template = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
-    listed = run(["docker", "network", "inspect", "-f", template, *networks]).stdout.split()
-    used = {ipaddress.ip_network(s) for s in listed if ":" not in s} | _subnets_held
-    free = [net for net in SUBNETS.subnets(new_prefix=24) if not any(net.overlaps(u) for u in used)]
-    assert free, f"no free /24 left in {SUBNETS}: remove stale networks (docker network prune)"
-    subnet = random.choice(free)  # random: two sessions rarely pick the same one at the same time
-    _subnets_held.add(subnet)
-    return subnet
+    host.docker.internal points), pg_hba allowing Docker's address pools. Call .stop() when done."""
+    return Cluster(listen=("127.0.0.1", docker_gateway()), hba_networks=DOCKER_POOLS).start()
 
 
 def build_pull(image):
@@ -137,44 +121,46 @@ class Stack:
         self.dir = Path(root) / self.name
         shutil.copytree(REPO, self.dir, ignore=_copy_ignore)
         self.port = free_port()
-        self.subnet = str(free_subnet())
         self.image = tag(name) if own_image else (image or tag("sitekit-e2e"))
         self.static = self.dir / "static"
         self.static.mkdir()
         os.chown(self.static, 33, 33)  # as `make up` does, before Docker would make it root's
+        self.data = self.dir / "data"  # the entrypoint's marker, the trial's SQLite: as `make data` does
+        self.data.mkdir()
+        os.chown(self.data, 33, 33)
         self.env = {}
         self.write_env(env or {})
 
     def write_env(self, env):
-        """.env = .env.example with these variables set (the stack's own image, port and subnet too)."""
+        """.env = .env.example with these variables set (the stack's SITE, port and image too)."""
         self.env = env
-        base = {"PYTHON_IMAGE": BASE_IMAGE, "APP_IMAGE": self.image, "APP_PORT": self.port}
-        settings = {**base, "APP_SUBNET": self.subnet, **env}
+        base = {"PYTHON_IMAGE": BASE_IMAGE, "SITE": self.name, "APP_PORT": self.port}
+        if self.image != f"{self.name}:latest":
+            base["APP_IMAGE"] = self.image  # a shared image, not the one SITE names
+        settings = {**base, **env}
         # As make would (Makefile, BUILD_PULL): no pull of a base that no registry has.
         settings.setdefault("BUILD_PULL", build_pull(settings["PYTHON_IMAGE"]))
         (self.dir / ".env").write_text(example_with(settings))
 
     def compose(self, *args, check=True, timeout=600):
-        """docker compose in the copy. A subnet another session took meanwhile ("Pool overlaps")
-        makes it pick another one and try again."""
+        """docker compose in the copy, on the stack's project."""
         argv = ["docker", "compose", "-p", self.name, *args]
-        for _ in range(5):
-            result = run(argv, cwd=self.dir, check=False, timeout=timeout)
-            if "Pool overlaps" not in result.stderr:
-                break
-            _subnets_held.discard(ipaddress.ip_network(self.subnet))
-            self.subnet = str(free_subnet())
-            self.write_env(self.env)
+        result = run(argv, cwd=self.dir, check=False, timeout=timeout)
         if args and args[0] in ("build", "up"):
             record_build(self.image)
         return checked(argv, result) if check else result
+
+    @property
+    def subnet(self):
+        """The subnet Docker gave the stack's network (none is pinned)."""
+        template = "{{range .IPAM.Config}}{{.Subnet}}{{end}}"
+        return run(["docker", "network", "inspect", "-f", template, f"{self.name}_default"]).stdout.strip()
 
     def up(self, *extra, check=True, timeout=300):
         return self.compose("up", "-d", "--wait", *extra, check=check, timeout=timeout)
 
     def down(self):
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
-        _subnets_held.discard(ipaddress.ip_network(self.subnet))
 
     def logs(self):
         return self.compose("logs", "--no-color", "app", check=False).stdout
@@ -187,6 +173,12 @@ class Stack:
 
     def state(self):
         return json.loads(self.inspect("{{json .State}}"))
+
+    def server_pid(self):
+        """The entrypoint's process, gunicorn's master once it runs: the child of the container's
+        init (tini: compose's init: true), as the host's /proc sees it."""
+        [pid] = children(self.state()["Pid"])
+        return pid
 
     def manage(self, *args):
         """python manage.py ... inside the running container (as the container's own user)."""
@@ -202,6 +194,15 @@ class Stack:
             yield username, password
         finally:
             self.manage("shell", "-c", f"{model}.filter(username={username!r}).delete()")
+
+
+def children(pid):
+    """The process ids whose parent is pid, from the host's /proc."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found.update((task / "children").read_text().split())
+    return found
 
 
 def wait_for(predicate, timeout=60, interval=0.5, what="condition"):

@@ -1,13 +1,38 @@
-"""The container's security posture, as shipped: checked from Docker's view and from inside."""
+"""The container as shipped, checked from Docker's view and from inside: healthy, uid 33, read-only,
+no capabilities, loopback-only port, `check --deploy` clean, no `.env` in the image; other commands
+passed through the entrypoint; and its resource limits (docker-compose.yml), each hit from inside:
+a runaway process meets the container's limits, not the VPS's."""
 
 import gzip
 import json
 import secrets
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from tests.harness import Stack, run
+from tests.harness import Stack, http, run
+
+
+def test_docker_reports_the_container_healthy(stack):
+    assert stack.state()["Health"]["Status"] == "healthy"
+
+
+def test_server_process_runs_as_uid_33(stack):
+    pid = stack.server_pid()
+    with open(f"/proc/{pid}/status") as status:
+        uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+    assert uids == ["33", "33", "33", "33"]
+    assert Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1].endswith("gunicorn")
+
+
+def test_the_entrypoint_passes_other_commands_through(stack, host_db):
+    stack.compose(
+        "run", "--rm", "-e", "DJANGO_SUPERUSER_PASSWORD=a-long-test-password",
+        "app", "python", "manage.py", "createsuperuser", "--noinput", "--username", "moderator",
+        "--email", "moderator@example.com",
+    )  # fmt: skip
+    assert host_db.psql("SELECT is_superuser FROM auth_user WHERE username = 'moderator'") == "t"
 
 
 def exec_in(stack, *argv):
@@ -89,3 +114,48 @@ def test_a_dot_env_in_the_build_context_never_reaches_the_image(stack, e2e_root)
         run(["docker", "image", "rm", "--force", leak.image], check=False)
     assert control.encode() in found, "the search did not find a token that is in the image"
     assert secret.encode() not in found, ".env from the build context is in the image"
+
+
+MiB = 2**20
+
+
+def in_container(stack, code):
+    """Python in the running container, as its own user (uid 33)."""
+    return run(["docker", "exec", stack.container(), "python", "-c", code], check=False, timeout=120)
+
+
+def test_docker_applies_the_shipped_limits(stack):
+    host = json.loads(stack.inspect("{{json .HostConfig}}"))
+    assert host["Memory"] == 512 * MiB
+    assert host["MemorySwap"] == 512 * MiB  # equal: no swap on top
+    assert host["PidsLimit"] == 512
+    assert host["Tmpfs"] == {"/tmp": "size=16m"}
+    mounts = run(["docker", "exec", stack.container(), "cat", "/proc/mounts"]).stdout
+    [tmp] = [line for line in mounts.splitlines() if line.split()[1] == "/tmp"]
+    assert "size=16384k" in tmp and {"noexec", "nosuid", "nodev"} <= set(tmp.split()[3].split(","))
+
+
+def test_a_full_tmp_is_an_error_not_the_hosts_memory(stack):
+    result = in_container(
+        stack,
+        "import os\ntry:\n    open('/tmp/fill', 'wb').write(bytes(17 * 2**20))\nexcept OSError as e:\n"
+        "    print(e.strerror)\nfinally:\n    os.remove('/tmp/fill')",
+    )
+    assert result.stdout.strip() == "No space left on device", result.stdout + result.stderr
+
+
+def test_a_thread_bomb_stops_at_the_pids_limit(stack):
+    code = (
+        "import threading\nstop = threading.Event()\nn = 0\ntry:\n    for n in range(2000):\n"
+        "        threading.Thread(target=stop.wait).start()\nexcept RuntimeError as e:\n"
+        "    print(n, e)\nstop.set()"
+    )
+    started, _, error = in_container(stack, code).stdout.strip().partition(" ")
+    assert error == "can't start new thread" and int(started) < 512
+    assert http.status(stack.port, "/healthz") == 200  # the site carries on
+
+
+def test_a_process_that_eats_memory_is_killed_and_the_site_carries_on(stack):
+    result = in_container(stack, "hog = b'x' * (600 * 2**20); print('allocated')")
+    assert result.returncode == 137 and "allocated" not in result.stdout  # SIGKILL by the OOM killer
+    assert stack.state()["Running"] and http.status(stack.port, "/healthz") == 200

@@ -1,4 +1,4 @@
--- wrk's summary as one JSON line for bench/load.py (latencies in microseconds).
+-- wrk's summary as one JSON line for tests/bench/load.py (latencies in microseconds).
 -- Only done() is defined: a response() hook would make wrk hand every body to Lua and slow it down.
 function done(summary, latency, requests)
   local e = summary.errors

@@ -1,12 +1,17 @@
-"""HTTPS through the host nginx: TLS ends there, yet Django knows the request was secure.
+"""HTTPS through the host nginx: TLS ends there (Mozilla's intermediate profile, resumption without
+session tickets), yet Django knows the request was secure.
 
 The session stack runs the production example (HTTPS=true) behind nginx's self-signed certificate.
 """
 
 import re
 import secrets
+import ssl
+
+import pytest
 
 from tests.harness.http import Browser, request
+from tests.harness.tls import TLS12, TLS13, handshake, tls_context
 
 ONE_YEAR = 31_536_000
 
@@ -61,3 +66,21 @@ def test_hsts_comes_from_django_alone_and_names_no_subdomains_by_default(stack):
         status, headers, _ = stack.nginx.request(path)
         assert status == expected, path
         assert "Strict-Transport-Security" not in headers, path
+
+
+def test_tls_is_mozilla_intermediate_and_resumes_without_session_tickets(stack):
+    # TLS 1.2 suites without forward secrecy (RSA key exchange) or without AEAD (CBC): the client
+    # offers each (set_ciphers would fail here otherwise), and nginx refuses the handshake.
+    for suite in ("AES128-SHA256", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384"):
+        context = tls_context(TLS12, suite)
+        with pytest.raises(ssl.SSLError, match="(?i)alert handshake failure"):
+            handshake(stack.nginx, context)
+    # What the profile keeps: ECDHE with AEAD on TLS 1.2, and TLS 1.3.
+    suite = "ECDHE-RSA-AES128-GCM-SHA256"
+    assert handshake(stack.nginx, tls_context(TLS12, suite))[:2] == ("TLSv1.2", suite)
+    assert handshake(stack.nginx, tls_context(TLS13))[0] == "TLSv1.3"
+    # No ticket (nginx 1.22 would never rotate its key); sessions resume from nginx's cache instead.
+    context = tls_context(TLS12)
+    _, _, session, _ = handshake(stack.nginx, context)
+    assert not session.has_ticket
+    assert handshake(stack.nginx, context, session=session)[3], "the session was not resumed"

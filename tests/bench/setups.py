@@ -1,5 +1,5 @@
 """What serves the home page: the shipped gunicorn worker and the alternatives (a different command
-for the same image), and prototypes of changes (bench/prototypes/: a patch to a copy of the
+for the same image), and prototypes of changes (tests/bench/prototypes/: a patch to a copy of the
 repository and/or a layer on top of its image, built as an image of its own). The deployment
 files themselves are never edited."""
 
@@ -22,7 +22,7 @@ GTHREAD = ("--worker-class", "gthread", "--threads", "4", "app.wsgi:application"
 class Setup:
     label: str
     args: tuple = ()  # gunicorn's arguments after the config file; () keeps the image's CMD
-    prototype: str = ""  # bench/prototypes/<prototype>.patch and/or .Dockerfile; "" = shipped code
+    prototype: str = ""  # prototypes/<prototype>.patch and/or .Dockerfile; "" = shipped code
     db: str = ""  # a key of DB_PATHS; "" = the stack's .env: TCP + SCRAM to the host's docker0 address
 
     @property
@@ -31,18 +31,18 @@ class Setup:
 
 
 SHIPPED = Setup("uvicorn worker (shipped)")
-WORKERS = [  # the shipped worker and the alternatives: same image, same config file, same 3 workers
-    SHIPPED,
-    Setup("gunicorn sync", ("--worker-class", "sync", "app.wsgi:application")),
-    Setup("gunicorn gthread, 4 threads", GTHREAD),
-    Setup(
-        "gunicorn asgi (native)", ("--worker-class", "asgi", "--asgi-lifespan", "off", "app.asgi:application")
-    ),
-]
+SYNC = Setup("gunicorn sync", ("--worker-class", "sync", "app.wsgi:application"))
+THREADS = Setup("gunicorn gthread, 4 threads", GTHREAD)
+ASGI = Setup(
+    "gunicorn asgi (native)", ("--worker-class", "asgi", "--asgi-lifespan", "off", "app.asgi:application")
+)
+# The shipped worker and the alternatives: same image, same config file, same 3 workers.
+WORKERS = [SHIPPED, SYNC, THREADS, ASGI]
+POOL = Setup("uvicorn + psycopg 3 connection pool", prototype="pool")  # what pgbouncer is held against
 PROTOTYPES = [  # changes to the shipped files, measured before anyone makes them
     Setup("uvicorn + async-capable health middleware", prototype="async-health"),
     Setup("uvicorn + uvloop, httptools", prototype="uvloop"),
-    Setup("uvicorn + psycopg 3 connection pool", prototype="pool"),
+    POOL,
     # The same pool under gthread: ASGI against WSGI with the same driver.
     Setup("gthread + psycopg 3 connection pool", GTHREAD, prototype="pool"),
     Setup("gthread + persistent DB connections", GTHREAD, prototype="conn-max-age"),
@@ -54,12 +54,11 @@ PROTOTYPES = [  # changes to the shipped files, measured before anyone makes the
     ),
 ]
 # The shipped stack on the VPS guide's database paths (README): the same image and command, only
-# DB_* differ. DB_PATHS is filled once the database and pgbouncer run (bench/__main__.py).
+# DB_* differ. DB_PATHS is filled once the database and pgbouncer run (__main__.py).
 DB_PATHS = {}
-DATABASE_PATHS = [
-    Setup("uvicorn worker (shipped), unix socket + peer", db="socket"),
-    Setup("uvicorn worker (shipped), pgbouncer (socket, peer, session pooling)", db="pgbouncer"),
-]
+SOCKET = Setup("uvicorn worker (shipped), unix socket + peer", db="socket")
+PGBOUNCER = Setup("uvicorn worker (shipped), pgbouncer (socket, peer, session pooling)", db="pgbouncer")
+DATABASE_PATHS = [SOCKET, PGBOUNCER]
 DJANGO_STATIC = Setup("uvicorn + django.views.static.serve", prototype="static-view")
 IMAGES = {setup.image: setup for setup in [*PROTOTYPES, DJANGO_STATIC]}  # to build
 
@@ -78,7 +77,7 @@ def build(stack, setup):
     <name>.Dockerfile's layer on top of it (on the shipped image when there is no patch)."""
     name, base = setup.prototype, IMAGE
     patch, layer = PROTOTYPE_FILES / f"{name}.patch", PROTOTYPE_FILES / f"{name}.Dockerfile"
-    assert patch.exists() or layer.exists(), f"bench/prototypes/ has no {name}.patch or {name}.Dockerfile"
+    assert patch.exists() or layer.exists(), f"{PROTOTYPE_FILES} has no {name}.patch or {name}.Dockerfile"
     if patch.exists():
         src = stack.dir.parent / f"build-{name}"
         shutil.copytree(stack.dir, src)  # .dockerignore keeps its .env and static/ out of the build

@@ -6,18 +6,18 @@ a VPS, with the project's nginx site in front (scripts/deploy.sh rewrites its up
 import threading
 import time
 
-from bench.load import memory_mib
+from tests.bench.load import memory_mib
 from tests.harness import run
 from tests.harness.deploy import deployed_site
 from tests.harness.traffic import Load
 
 
-class BothSlots:
-    """The peak of the summed memory of every container of both slots (the new version's
+class BothProjects:
+    """The peak of the summed memory of every container of both projects (the new version's
     preparation included), sampled while at least two of them run."""
 
     def __init__(self, app):
-        self.projects, self.peak, self.running = (app.name, f"{app.name}-b"), 0.0, True
+        self.projects, self.peak, self.running = (app.name, f"{app.name}-next"), 0.0, True
         self.thread = threading.Thread(target=self.sample)
         self.thread.start()
 
@@ -46,7 +46,7 @@ def measure(table, root, cluster):
         template = app.dir / "templates/base.html"
         template.write_text(template.read_text() + "\n{# bench: v2 #}\n")
         for command, revision, which in (("deploy", "v2", "new"), ("rollback", "v1", "old")):
-            memory = BothSlots(app)
+            memory = BothProjects(app)
             with Load(app) as load:
                 started = time.monotonic()
                 app.make(command, **({"REVISION": revision} if command == "deploy" else {}))

@@ -1,0 +1,179 @@
+"""The edge: what the project's nginx site does before a request reaches the app, met through the
+rendered nginx/site.conf in front of the session's stack: per-client limits (form posts, requests
+in progress, body size), slow and idle clients, its idle connections to the app, and the names it
+does not serve. Each test that counts against nginx's per-client limits comes from a loopback
+address of its own (fresh_client()), so its limits never fall on another test's requests."""
+
+import re
+import secrets
+import select
+import socket
+import ssl
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.harness import run, wait_for
+from tests.harness.http import Browser, fresh_client, request
+from tests.harness.tls import QUIET, handshake, tls_connect
+
+
+def post(browser, path, token, fields):
+    """A form post with a CSRF token fetched once: the limits count posts, not page views."""
+    body = urlencode({"csrfmiddlewaretoken": token, **fields})
+    return browser.request(path, method="POST", body=body, headers=browser.form_headers(path))[0]
+
+
+def test_admin_logins_and_form_posts_from_one_client_are_limited_with_429(stack):
+    guesser = Browser(stack.nginx, source=fresh_client())
+    token = guesser.csrf_token("/admin/login/")
+    wrong = {"username": "admin", "password": "not-the-password", "next": "/admin/"}
+    attempts = [post(guesser, "/admin/login/", token, wrong) for _ in range(12)]
+    # A burst of 5 beyond the first goes through (typos), each answered by Django's form again ...
+    assert attempts[:6] == [200] * 6, attempts
+    # ... then nginx answers for Django: 6 a minute is the rate, so 12 in a row must meet it.
+    assert 429 in attempts, attempts
+    assert guesser.request("/admin/login/")[0] == 200  # reading a page is never limited
+    # Another client is not affected: the right password logs in meanwhile.
+    with stack.superuser() as (username, password):
+        Browser(stack.nginx, source=fresh_client()).log_in(username, password)
+
+    flooder = Browser(stack.nginx, source=fresh_client())
+    token = flooder.csrf_token("/submit/")
+    invalid = {"name": "", "url": "not a url", "description": "x"}  # Django answers 200 with errors
+    submissions = [post(flooder, "/submit/", token, invalid) for _ in range(16)]
+    assert submissions[:11] == [200] * 11, submissions
+    assert 429 in submissions, submissions
+
+
+def test_one_client_gets_32_requests_in_progress_and_the_rest_429_while_others_are_served(stack):
+    """A slow sender (headers sent, the body never) ties up a connection until the body timeout;
+    one address gets 32 of them, and any more are answered 429 at once."""
+    client, held = fresh_client(), []
+    try:
+        for _ in range(40):
+            conn = tls_connect(stack.nginx, source=client, context=QUIET)
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n")
+            held.append(conn)
+        answered, deadline = {}, time.monotonic() + 5
+        while len(answered) < 8 and time.monotonic() < deadline:
+            waiting = [conn for conn in held if conn not in answered]
+            for conn in select.select(waiting, [], [], 0.5)[0]:
+                answered[conn] = conn.recv(64)[:12]
+        assert list(answered.values()) == [b"HTTP/1.1 429"] * 8, answered
+        still_held = [conn for conn in held if conn not in answered]
+        assert not select.select(still_held, [], [], 0.5)[0], "one of the first 32 was answered or closed"
+        assert request(stack.nginx.https_port, "/", https=True, source=fresh_client())[0] == 200
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def closed_by_server(conn):
+    """True once the server has closed (or reset) conn; reads and drops whatever else arrived."""
+    try:
+        while select.select([conn], [], [], 0)[0]:
+            if not conn.recv(65536):
+                return True
+        return False
+    except OSError:
+        return True
+
+
+def test_slow_and_idle_connections_are_closed_while_other_clients_are_served(stack):
+    """Slowloris: 60 connections from one client trickling a header line a second, one that never
+    starts its TLS handshake, one left idle after its answer. nginx closes every one of them (the
+    whole header within 10 s, idle keep-alive after 15 s), long before its defaults (60 s, 75 s)."""
+    client, https_port = fresh_client(), stack.nginx.https_port
+    slow = [tls_connect(stack.nginx, source=client, context=QUIET) for _ in range(60)]
+    silent = socket.create_connection(("127.0.0.1", https_port), 10, (client, 0))
+    idle = tls_connect(stack.nginx, source=client, context=QUIET)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+    open_ = {*slow, silent, idle}
+    try:
+        for conn in slow:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        for second in range(40):  # a bound for the test, well past nginx's timeouts
+            for conn in slow:
+                if conn in open_:
+                    try:
+                        conn.sendall(f"X-Slow-{second}: 1\r\n".encode())
+                    except OSError:
+                        open_.discard(conn)
+            open_ = {conn for conn in open_ if not closed_by_server(conn)}
+            if second == 2:  # while they are all open, another client is served
+                assert request(https_port, "/", https=True, source=fresh_client())[0] == 200
+            if not open_:
+                break
+            time.sleep(1)
+        assert not open_, f"{len(open_)} connections still open after {second} s"
+    finally:
+        for conn in [*slow, silent, idle]:
+            conn.close()
+
+
+def app_connections(port, state):
+    """The local ends of the host's TCP connections in state (ss's name) to 127.0.0.1:port."""
+    lines = run(["ss", "-Htn", "state", state]).stdout.splitlines()
+    return {fields[-2] for fields in map(str.split, lines) if fields[-1] == f"127.0.0.1:{port}"}
+
+
+def test_nginx_closes_idle_app_connections_before_gunicorn_does(stack):
+    """A request sent on a connection the app is closing is lost, and nginx never retries a POST:
+    so nginx must be the one that closes an idle connection, before gunicorn's keepalive ends."""
+    gunicorn = (stack.dir / "docker/gunicorn.conf.py").read_text()
+    gunicorn_idle = int(re.search(r"^keepalive = (\d+)", gunicorn, re.M).group(1))
+    upstream = re.search(r"upstream \S+_app \{(.*?)\n\}", stack.nginx.site_file.read_text(), re.S)
+    assert int(re.search(r"keepalive_timeout (\d+)s;", upstream.group(1)).group(1)) < gunicorn_idle
+
+    browser = Browser(stack.nginx, source=fresh_client())
+    token = browser.csrf_token("/submit/")  # leaves nginx's connection to the app idle in its pool
+    pooled = app_connections(stack.port, "established")
+    assert pooled, "nginx kept no connection to the app"
+    time.sleep(gunicorn_idle + 0.5)  # a visitor filling in the form: past gunicorn's keepalive
+    url = f"https://edge-{secrets.token_hex(4)}.example.org"
+    fields = {"name": "After a pause", "url": url, "description": "Posted after an idle pause."}
+    assert post(browser, "/submit/", token, fields) == 302
+    # The end that closes first waits in TIME_WAIT: nginx's, not the app's.
+    assert pooled <= app_connections(stack.port, "time-wait"), "the app closed nginx's idle connections"
+
+
+def test_names_the_site_does_not_serve_get_no_certificate_no_redirect_and_reach_nothing(stack):
+    nginx = stack.nginx
+    # TLS for another name, or none (a scanner on the IP address): no handshake, so no certificate.
+    for sni in ("evil.example", None):
+        with pytest.raises(ssl.SSLError, match="(?i)unrecognized name"):
+            handshake(nginx, sni=sni)
+    # The site's name in SNI but another in Host: closed unanswered, never proxied to the app.
+    probe, contrast = f"/probe-{secrets.token_hex(6)}", f"/probe-{secrets.token_hex(6)}"
+    with pytest.raises(OSError):
+        nginx.request(probe, headers={"Host": "evil.example"})
+    assert nginx.request(contrast)[0] == 404  # the site's own name reaches Django
+    wait_for(lambda: contrast in stack.logs(), what="the contrast request in gunicorn's access log")
+    assert probe not in stack.logs()
+    # Plain HTTP for another name: closed unanswered, no redirect to a host the client chose.
+    for host in ("evil.example", "127.0.0.1"):
+        with pytest.raises(OSError):
+            nginx.request("/", https=False, host=host)
+    # The site's own name is redirected to its configured name, and no server shows its version.
+    status, headers, _ = nginx.request("/x?y=1", https=False)
+    assert (status, headers["Location"], headers["Server"]) == (301, "https://localhost/x?y=1", "nginx")
+    with socket.create_connection(("127.0.0.1", nginx.http_port), 10) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\n\r\n")  # no Host: the catch-all's own 400
+        answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400") and b"\r\nServer: nginx\r\n" in answer, answer
+    assert not re.search(rb"nginx/\d", answer), answer
+
+
+def test_a_body_over_one_megabyte_is_refused_by_nginx_before_gunicorn(stack):
+    big, small = f"big-{secrets.token_hex(4)}", f"small-{secrets.token_hex(4)}"
+    status, headers, _ = stack.nginx.request(f"/submit/?probe={big}", method="POST", body=b"x" * (2**20 + 1))
+    assert status == 413
+    assert headers["Server"] == "nginx"
+    # The contrast: a body just under the limit does reach gunicorn (and CSRF refuses it there).
+    status, _, _ = stack.nginx.request(f"/submit/?probe={small}", method="POST", body=b"x" * (2**20 - 1024))
+    assert status == 403
+    wait_for(lambda: small in stack.logs(), what="the small body's line in gunicorn's access log")
+    assert big not in stack.logs()

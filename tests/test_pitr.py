@@ -42,7 +42,9 @@ def archived(tmp_path):
             assert count == 1, pattern
         paths = f"log-path={cluster.root}\nlock-path={cluster.root}/lock\nspool-path={cluster.root}\n"
         config.write_text(text.replace("[global]\n", f"[global]\n{paths}"))
-        pitr = "\n".join(rules("postgresql/pitr.conf")).replace("pgbackrest ", f"pgbackrest --config={config} ")
+        pitr = "\n".join(rules("postgresql/pitr.conf")).replace(
+            "pgbackrest ", f"pgbackrest --config={config} "
+        )
         with open(cluster.data / "postgresql.conf", "a") as conf:
             conf.write(pitr + "\n")
         subprocess.run(["chown", "-R", "postgres:", repo.parent], check=False)  # the repository is postgres'

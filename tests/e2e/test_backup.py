@@ -9,10 +9,12 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.harness import Nginx, Stack, envfile, run, site_env, wait_for
+from tests.harness import SESSION, Nginx, Stack, envfile, run, site_env, wait_for
+from tests.harness.deploy import deployed_site
 from tests.harness.pgbouncer import peer_database, socket_env
 
 
@@ -69,10 +71,10 @@ def one_line_error(result):
 
 
 def add(app, name):
-    app.manage(
-        "shell", "-c", f"from app.models import Site; Site.objects.create(name={name!r},"
-        f" url='https://{name.lower().replace(' ', '-')}.example.org', description='A row to keep').approve()",
-    )  # fmt: skip
+    """An approved site, written by the site's own code in its container."""
+    url = f"https://{name.lower().replace(' ', '-')}.example.org"
+    code = f"from app.models import Site; Site.objects.create(name={name!r}, url={url!r}, description='A row')"
+    app.manage("shell", "-c", code + ".approve()")
 
 
 def served(app):
@@ -92,7 +94,11 @@ def test_a_backup_restores_the_rows_after_the_database_is_dropped(site, db):
     assert re.fullmatch(rf"{site.site}-\d{{8}}T\d{{6}}Z-unknown\.dump", dump.name)  # time + serving revision
     assert f"backup: {dump} (" in result.stdout
     # Root's alone, and a checksum sha256sum -c accepts.
-    assert (site.backups.stat().st_mode & 0o777, dump.stat().st_mode & 0o777, dump.stat().st_uid) == (0o700, 0o600, 0)
+    assert (site.backups.stat().st_mode & 0o777, dump.stat().st_mode & 0o777, dump.stat().st_uid) == (
+        0o700,
+        0o600,
+        0,
+    )
     digest = hashlib.sha256(dump.read_bytes()).hexdigest()
     assert dump.with_name(dump.name + ".sha256").read_text() == f"{digest}  {dump.name}\n"
     listed = make(site, "backups").stdout
@@ -137,8 +143,23 @@ def test_bad_files_are_refused_with_one_line_and_nothing_touched(site, db, tmp_p
     original = checksum.split()[0]
     db.psql('CREATE DATABASE "othersite"', database="postgres")
     other = tmp_path / "other.dump"
-    run(["pg_dump", "-Fc", "-h", db.socket_dir, "-p", str(db.port), "-U", db.user, "-d", "othersite", "-f", other],
-        env={**os.environ, "PGPASSWORD": db.password})  # fmt: skip
+    run(
+        [
+            "pg_dump",
+            "-Fc",
+            "-h",
+            db.socket_dir,
+            "-p",
+            str(db.port),
+            "-U",
+            db.user,
+            "-d",
+            "othersite",
+            "-f",
+            other,
+        ],
+        env={**os.environ, "PGPASSWORD": db.password},
+    )
     corrupt = bytearray(data)
     corrupt[len(data) // 2] ^= 0xFF
     no_checksum = tmp_path / "copied.dump"
@@ -148,7 +169,9 @@ def test_bad_files_are_refused_with_one_line_and_nothing_touched(site, db, tmp_p
         beside("corrupt.dump", bytes(corrupt), original): "does not match its checksum",
         no_checksum: "has no copied.dump.sha256 beside it",
         beside("notes.dump", b"SELECT 'not a dump';\n"): "is not a pg_dump archive",
-        beside("other.dump", other.read_bytes()): "is a dump of database 'othersite', this site's is 'sitekit'",
+        beside(
+            "other.dump", other.read_bytes()
+        ): "is a dump of database 'othersite', this site's is 'sitekit'",
         "nope.dump": "no backup nope.dump",
     }
     before = untouched(site, db)
@@ -159,7 +182,10 @@ def test_bad_files_are_refused_with_one_line_and_nothing_touched(site, db, tmp_p
         line = one_line_error(result)
         assert line.startswith("restore: error: ") and reason in line, line
     missing = make(site, "restore", BACKUP_DIR="/nonexistent/backups")
-    assert one_line_error(missing) == "restore: error: no backup folder /nonexistent/backups (make backup creates it)"
+    assert (
+        one_line_error(missing)
+        == "restore: error: no backup folder /nonexistent/backups (make backup creates it)"
+    )
     nobody = make(site, "restore", user=65534)
     assert "run it as root" in one_line_error(nobody) and nobody.returncode != 0
     assert untouched(site, db) == before
@@ -169,8 +195,11 @@ def test_bad_files_are_refused_with_one_line_and_nothing_touched(site, db, tmp_p
     half = beside(f"{site.site}-20200101T000000Z-x.dump", data[:-40])  # its last table's data cut short
     failed = make(site, "restore", f"FILE={half}")
     assert failed.returncode != 0
-    assert re.match(r"restore: error: pg_restore failed: could not read from input file: end of file; the database"
-                    r" is untouched$", failed.stderr.splitlines()[0]), failed.stderr  # fmt: skip
+    assert re.match(
+        r"restore: error: pg_restore failed: could not read from input file: end of file; the database"
+        r" is untouched$",
+        failed.stderr.splitlines()[0],
+    ), failed.stderr
     assert failed.stderr.splitlines()[1] == "restore: starting the site again on its database, untouched"
     assert db.psql("SELECT oid FROM pg_database WHERE datname = 'sitekit'") == before[0]
     assert db.psql("SELECT count(*) FROM pg_database WHERE datname = 'sitekit_restoring'") == "0"
@@ -182,8 +211,9 @@ def test_the_drill_passes_on_a_good_backup_and_fails_on_a_bad_one(site, db):
     assert make(site, "backup").returncode == 0
     drill = make(site, "restore-drill")
     assert drill.returncode == 0, drill.stdout + drill.stderr
-    assert re.fullmatch(r"drill: ok: \S+ restores; \d+ migrations as the code's; rows as dumped \(\d+ sites\)\n",
-                        drill.stdout), drill.stdout  # fmt: skip
+    assert re.fullmatch(
+        r"drill: ok: \S+ restores; \d+ migrations as the code's; rows as dumped \(\d+ sites\)\n", drill.stdout
+    ), drill.stdout
     # A backup recording a migration this code does not have (a newer version's).
     db.psql("INSERT INTO django_migrations (app, name, applied) VALUES ('app', '0999_future', now())")
     try:
@@ -192,7 +222,9 @@ def test_the_drill_passes_on_a_good_backup_and_fails_on_a_bad_one(site, db):
         db.psql("DELETE FROM django_migrations WHERE name = '0999_future'")
     bad = run(["scripts/backup.sh", "drill"], cwd=site.dir, check=False)  # what the timer runs
     assert bad.returncode == 1
-    assert re.fullmatch(r"drill: error: \S+: migrations differ from the code's \(1 apart\)", one_line_error(bad))
+    assert re.fullmatch(
+        r"drill: error: \S+: migrations differ from the code's \(1 apart\)", one_line_error(bad)
+    )
     assert db.psql("SELECT count(*) FROM pg_database WHERE datname = 'sitekit_drill'") == "0"  # scratch gone
     assert make(site, "backup").returncode == 0  # the newest is good again
 
@@ -213,8 +245,14 @@ def test_retention_keeps_the_last_days_and_weeks_and_the_copy_hook_gets_each_bac
         shutil.copy(source, folder / name)
         (folder / f"{name}.sha256").write_text("-\n")
     copy = f'cp "$1" "$2" {target}/'
-    result = make(site, "backup", BACKUP_DIR=str(folder), BACKUP_KEEP_DAILY="3", BACKUP_KEEP_WEEKLY="2",
-                  BACKUP_COPY_COMMAND=copy)  # fmt: skip
+    result = make(
+        site,
+        "backup",
+        BACKUP_DIR=str(folder),
+        BACKUP_KEEP_DAILY="3",
+        BACKUP_KEEP_WEEKLY="2",
+        BACKUP_COPY_COMMAND=copy,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     # Days with backups: today (the new one), yesterday (the newest and the pre-deploy one), the day
     # before (its newest). Weeks: this ISO week's newest (today's) and the previous week's newest.
@@ -230,7 +268,9 @@ def test_retention_keeps_the_last_days_and_weeks_and_the_copy_hook_gets_each_bac
 
     failing = make(site, "backup", BACKUP_DIR=str(folder), BACKUP_COPY_COMMAND="false")
     assert failing.returncode != 0
-    assert re.fullmatch(r"backup: error: BACKUP_COPY_COMMAND failed: \S+ is on this host only", one_line_error(failing))
+    assert re.fullmatch(
+        r"backup: error: BACKUP_COPY_COMMAND failed: \S+ is on this host only", one_line_error(failing)
+    )
 
 
 def test_a_full_disk_or_no_permission_stops_a_backup_with_one_line(site, tmp_path):
@@ -261,16 +301,78 @@ def test_the_schedule_installs_a_timer_or_a_cron_line_that_backs_up_and_drills(s
     assert f"ExecStart={site.dir}/scripts/backup.sh drill\n" in service
     assert "OnCalendar=" in (units / f"{site.site}-backup.timer").read_text()
     if shutil.which("systemd-analyze"):
-        verify = subprocess.run(["systemd-analyze", "verify", units / f"{site.site}-backup.service"],
-                                capture_output=True, text=True)  # fmt: skip
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", units / f"{site.site}-backup.service"],
+            capture_output=True,
+            text=True,
+        )
         assert "error" not in verify.stderr.lower(), verify.stderr
     if os.path.isdir("/run/systemd/system"):
         return  # this machine runs systemd: the cron line is for hosts that do not
     assert make(site, "backup-schedule", CRON_DIR=str(cron)).returncode == 0
-    [line] = [x for x in (cron / f"{site.site}-backup").read_text().splitlines() if x and not x.startswith("#")]
+    [line] = [
+        x for x in (cron / f"{site.site}-backup").read_text().splitlines() if x and not x.startswith("#")
+    ]
     minute, hour, _, _, _, user, command = line.split(None, 6)
     assert (minute, hour, user) == ("15", "3", "root")
     count = len(list(site.backups.glob("*.dump")))
     ran = subprocess.run(["sh", "-c", command], capture_output=True, text=True)  # as cron would
     assert ran.returncode == 0 and ran.stderr == "", ran.stderr
     assert len(list(site.backups.glob("*.dump"))) == count + 1  # all of today's are kept
+
+
+MIGRATION = """from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("app", "{latest}")]
+    operations = [migrations.AddField("site", "{column}", models.TextField(null=True))]
+"""
+
+
+@pytest.fixture(scope="module")
+def deployed(e2e_root, host_db):
+    """A clone deployed as the VPS guide does it (revision v1 by make up), the database over TCP."""
+    with deployed_site(e2e_root, host_db, "sitekit-bkdeploy", f"bkdeploy_{SESSION}") as app:
+        app.backups = Path(envfile.parse((app.dir / ".env").read_text())["BACKUP_DIR"])
+        yield app
+
+
+def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deployed):
+    app = deployed
+    revision = lambda: app.nginx.request("/")[1]["X-Revision"]  # noqa: E731
+    columns = f"SELECT count(*) FROM information_schema.columns WHERE column_name = 'added_{SESSION}'"  # noqa: S608
+    add(app, "Before Migration")
+    # No migration to apply: no backup is needed, so an unwritable folder does not matter.
+    plain = app.make("deploy", REVISION="v2", BACKUP_DIR="/proc/nowhere")
+    assert plain.returncode == 0 and "back up" not in plain.stdout, plain.stdout + plain.stderr
+    assert revision() == "v2"
+
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    migration = app.dir / f"app/migrations/0999_added_{SESSION}.py"
+    migration.write_text(MIGRATION.format(latest=latest, column=f"added_{SESSION}"))
+    try:
+        failed = app.make("deploy", REVISION="v3", BACKUP_DIR="/proc/nowhere")
+        assert failed.returncode != 0
+        assert one_line_error(failed) == (
+            "deploy: error: the backup before v3's migrations failed: cannot create or write /proc/nowhere;"
+            " v2 still serves, untouched"
+        )
+        assert revision() == "v2" and app.cluster.psql(columns, database=app.database) == "0"
+
+        deployed_v3 = app.make("deploy", REVISION="v3")
+        assert deployed_v3.returncode == 0, deployed_v3.stdout + deployed_v3.stderr
+        assert "--> back up the database: v3 has migrations it lacks" in deployed_v3.stdout
+    finally:
+        migration.unlink()
+    [before] = app.backups.glob("*-v2-before-v3.dump")
+    assert revision() == "v3" and app.cluster.psql(columns, database=app.database) == "1"
+    add(app, "After Migration")
+
+    # The way back (README, rollbacks): the code first, then the data from the backup before it.
+    assert app.make("rollback").returncode == 0 and revision() == "v2"
+    restored = app.make("restore", f"FILE={before.name}")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    body = wait_for(lambda: served(app), timeout=90, what="the site to serve again")
+    assert "Before Migration" in body and "After Migration" not in body
+    assert app.cluster.psql(columns, database=app.database) == "0"  # the schema before v3

@@ -73,7 +73,7 @@ def one_line_error(result):
 def add(app, name):
     """An approved site, written by the site's own code in its container."""
     url = f"https://{name.lower().replace(' ', '-')}.example.org"
-    code = f"from app.models import Site; Site.objects.create(name={name!r}, url={url!r}, description='A row')"
+    code = f"from app.models import Site; Site.objects.create(name={name!r}, url={url!r}, description='')"
     app.manage("shell", "-c", code + ".approve()")
 
 

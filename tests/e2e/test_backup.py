@@ -356,7 +356,7 @@ def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deplo
         assert failed.returncode != 0
         assert one_line_error(failed) == (
             "deploy: error: the backup before v3's migrations failed: cannot create or write /proc/nowhere;"
-            " v2 still serves, untouched"
+            f" {app.name}:v2 still serves, untouched"
         )
         assert revision() == "v2" and app.cluster.psql(columns, database=app.database) == "0"
 

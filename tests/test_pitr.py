@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.harness.backup import admin_role
 from tests.harness.pg import Cluster
 from tests.harness.pgbouncer import rules
 
@@ -25,10 +26,7 @@ def archived(tmp_path):
         pytest.skip("pgbackrest is not installed: run .ci/provision")
     cluster = Cluster(listen=()).start()
     try:
-        # Debian's first pg_hba line: pgBackRest logs in as the OS user postgres, the superuser.
-        cluster.psql("CREATE ROLE postgres SUPERUSER LOGIN")
-        hba = cluster.data / "pg_hba.conf"
-        hba.write_text("local all postgres peer\n" + hba.read_text())
+        admin_role(cluster)  # pgBackRest logs in as the OS user postgres, the superuser, as on Debian
         repo = cluster.root / "repo"
         config = cluster.root / "pgbackrest.conf"
         text = "\n".join(rules("postgresql/pgbackrest.conf")) + "\n"

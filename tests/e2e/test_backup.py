@@ -14,17 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness import SESSION, Nginx, Stack, envfile, run, site_env, wait_for
+from tests.harness.backup import admin_role
 from tests.harness.deploy import deployed_site
 from tests.harness.pgbouncer import peer_database, socket_env
-
-
-def admin_role(cluster):
-    """Debian's default cluster: the OS user postgres is the superuser postgres, by peer, first line."""
-    cluster.psql("CREATE ROLE postgres SUPERUSER LOGIN")
-    hba = cluster.data / "pg_hba.conf"
-    hba.write_text("local all postgres peer\n" + hba.read_text())
-    cluster.pg_ctl("reload")
-    return cluster
 
 
 @pytest.fixture(scope="module")

@@ -157,4 +157,4 @@ lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every 
 
 bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see tests/bench/)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench
-	$(VENV)/bin/python -m tests.bench.backup  # backups on a generated 1 GiB database (root: peer as uid 33)
+	$(VENV)/bin/python -m tests.bench.backup

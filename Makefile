@@ -31,9 +31,9 @@ FAIL2BAN_CLIENT ?= fail2ban-client
 JAIL_REFRESH = if [ -w $(FAIL2BAN_DIR)/jail.d/$(SITE)-admin.local ]; then $(MAKE) -s fail2ban; fi
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
-	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
-		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
-		COMPOSE="$(COMPOSE)" scripts/up.sh
+	@export REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
+		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)}; \
+		scripts/backup.sh before-start && COMPOSE="$(COMPOSE)" scripts/up.sh
 	@$(JAIL_REFRESH)
 
 build:  ## build the image alone (make up and make deploy build too), with a fresh base image (BUILD_PULL)

@@ -8,6 +8,7 @@
 #                   a new database that is then swapped in (the old one kept, renamed); the site started.
 #   drill           the newest backup restored into a scratch database and checked; exit 0 or 1.
 #   schedule        installs backup/site-backup.* : the systemd timer (or the cron line) for both.
+#   before-start    make up's: a backup when the image to start has migrations the database lacks.
 set -euo pipefail
 umask 077  # every file written here is root's alone
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ dotenv() { # NAME DEFAULT: .env alone: DB_* are what the container gets (env_fil
 }
 action=${1:-}
 fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
+# make up runs before-start on every site: the trial (no DB_NAME) has nothing here to back up.
+[[ $action != before-start || -n $(dotenv DB_NAME '') ]] || exit 0
 [[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
 site=$(setting SITE sitekit)
 db=$(dotenv DB_NAME '') user=$(dotenv DB_USER "$db") host=$(dotenv DB_HOST /var/run/postgresql)
@@ -222,11 +225,23 @@ schedule() { # the nightly run: a systemd timer where systemd runs, else a line 
   fi
 }
 
+before_start() { # make up: a backup first when the image about to start has migrations an existing database lacks
+  [[ $(setting BACKUP_BEFORE_MIGRATIONS true) == true ]] || return 0
+  [[ $EUID == 0 ]] || { echo "make up: not root, so no backup before migrations (sudo make up takes one)" >&2; return 0; }
+  # A first start (no django_migrations) or a database out of reach (up.sh says why): nothing to keep.
+  [[ -n $(as_site psql -X -qAt -d "$db" -c "SELECT to_regclass('django_migrations')" 2>/dev/null) ]] || return 0
+  docker compose build -q app >/dev/null 2>&1 || return 0  # a failing build: up.sh shows it
+  ! docker compose run --rm --no-deps -T --entrypoint python app manage.py migrate --check >/dev/null 2>&1 || return 0
+  echo "make up: the new image has migrations the database lacks: a backup first"
+  backup "before-${REVISION:-start}"
+}
+
 case $action in
   backup) backup "${2:-}" ;;
   list) list ;;
   restore) restore "${2:-}" ;;
   drill) drill "${2:-}" ;;
   schedule) schedule ;;
-  *) fail "usage: scripts/backup.sh backup [LABEL] | list | restore [FILE] | drill [FILE] | schedule" ;;
+  before-start) action=backup && before_start ;;
+  *) fail "usage: scripts/backup.sh backup [LABEL] | list | restore [FILE] | drill [FILE] | schedule | before-start" ;;
 esac

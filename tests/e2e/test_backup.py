@@ -368,3 +368,24 @@ def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deplo
     body = wait_for(lambda: served(app), timeout=90, what="the site to serve again")
     assert "Before Migration" in body and "After Migration" not in body
     assert app.cluster.psql(columns, database=app.database) == "0"  # the schema before v3
+
+
+def test_make_up_backs_up_before_migrations_too_and_a_failing_backup_stops_it(deployed):
+    app = deployed
+    revision = lambda: app.nginx.request("/")[1]["X-Revision"]  # noqa: E731
+    before = revision()
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    migration = app.dir / f"app/migrations/0999_upped_{SESSION}.py"
+    migration.write_text(MIGRATION.format(latest=latest, column=f"upped_{SESSION}"))
+    try:
+        failed = app.make("up", REVISION="v4", BACKUP_DIR="/proc/nowhere")
+        assert failed.returncode != 0
+        assert one_line_error(failed) == "backup: error: cannot create or write /proc/nowhere"
+        assert revision() == before  # nothing was started: the old container serves on
+        upped = app.make("up", REVISION="v4")
+        assert upped.returncode == 0, upped.stdout + upped.stderr
+    finally:
+        migration.unlink()
+    assert "make up: the new image has migrations the database lacks: a backup first" in upped.stdout
+    assert len(list(app.backups.glob(f"*-{before}-before-v4.dump"))) == 1
+    assert wait_for(lambda: revision() == "v4", timeout=60, what="v4 to serve")

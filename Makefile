@@ -78,10 +78,10 @@ backups:  ## (root) the backups, newest first: size, age, revision
 	scripts/backup.sh list
 
 restore:  ## (root) FILE=<backup> (default: the newest) back into the site; it is down meanwhile
-	scripts/backup.sh restore $(FILE)
+	scripts/restore.sh restore $(FILE)
 
 restore-drill:  ## (root) restore the newest backup into a scratch database and check it; exit 0 or 1
-	scripts/backup.sh drill $(FILE)
+	scripts/restore.sh drill $(FILE)
 
 backup-schedule:  ## (root) install the nightly backup + drill: a systemd timer, or a cron line without systemd
 	scripts/backup.sh schedule

@@ -1,4 +1,4 @@
-"""Backups measured: `make backup`, `make restore` and `make restore-drill` (scripts/backup.sh) on a
+"""Backups measured: `make backup` and `make restore` (scripts/backup.sh, restore.sh) on a
 generated database of about --mib MiB (1024 by default), against the disk's own sequential rate
 measured in the same run (O_DIRECT, so no page cache flatters it), and the dump's size against the
 database's. The database is a throwaway cluster on the site's recommended path (socket, peer as
@@ -74,7 +74,7 @@ def measure(mib):
         write, read = disk_rate(root, min(mib, 1024))
         backup_s, _ = timed(["scripts/backup.sh", "backup"], clone)
         [dump] = (root / "backups").glob("*.dump")
-        restore_s, _ = timed(["scripts/backup.sh", "restore"], clone)
+        restore_s, _ = timed(["scripts/restore.sh", "restore"], clone)
         return size, dump.stat().st_size, write, read, backup_s, restore_s
     finally:
         cluster.stop()
@@ -87,7 +87,7 @@ def main():
     parser.add_argument("--mib", type=int, default=1024, help="the generated database's size (default 1024)")
     size, dumped, write, read, backup_s, restore_s = measure(parser.parse_args().mib)
     mb = size / 1e6
-    print("| Backups (scripts/backup.sh) | measured |")
+    print("| Backups (scripts/backup.sh, restore.sh) | measured |")
     print("|---|---|")
     print(f"| database (pg_database_size) | {mb:,.0f} MB |")
     print(f"| disk, sequential write / read (dd, O_DIRECT) | {write:,.0f} / {read:,.0f} MB/s |")

@@ -1,7 +1,7 @@
-"""Backups and restores (make backup / backups / restore / restore-drill, scripts/backup.sh) on the
-real stack over the recommended path: the host's socket, peer authentication as the container's uid
-33, the host's superuser `postgres` (Debian's own first pg_hba line) to create and rename databases.
-Rows go in through the site's own code and come back through nginx."""
+"""Backups and restores (make backup / backups / restore / restore-drill: scripts/backup.sh and
+restore.sh) on the real stack over the recommended path: the host's socket, peer authentication as
+the container's uid 33, the host's superuser `postgres` (Debian's own first pg_hba line) to create
+and rename databases. Rows go in through the site's own code and come back through nginx."""
 
 import datetime
 import hashlib
@@ -212,7 +212,7 @@ def test_the_drill_passes_on_a_good_backup_and_fails_on_a_bad_one(site, db):
         assert make(site, "backup").returncode == 0
     finally:
         db.psql("DELETE FROM django_migrations WHERE name = '0999_future'")
-    bad = run(["scripts/backup.sh", "drill"], cwd=site.dir, check=False)  # what the timer runs
+    bad = run(["scripts/restore.sh", "drill"], cwd=site.dir, check=False)  # what the timer runs
     assert bad.returncode == 1
     assert re.fullmatch(
         r"drill: error: \S+: migrations differ from the code's \(1 apart\)", one_line_error(bad)
@@ -290,7 +290,7 @@ def test_the_schedule_installs_a_timer_or_a_cron_line_that_backs_up_and_drills(s
     assert installed.returncode == 0, installed.stderr
     service = (units / f"{site.site}-backup.service").read_text()
     assert f"ExecStart={site.dir}/scripts/backup.sh backup\n" in service
-    assert f"ExecStart={site.dir}/scripts/backup.sh drill\n" in service
+    assert f"ExecStart={site.dir}/scripts/restore.sh drill\n" in service
     assert "OnCalendar=" in (units / f"{site.site}-backup.timer").read_text()
     if shutil.which("systemd-analyze"):
         verify = subprocess.run(

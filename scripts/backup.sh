@@ -29,7 +29,8 @@ fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
 [[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
 site=$(setting SITE sitekit)
 db=$(dotenv DB_NAME '') user=$(dotenv DB_USER "$db") host=$(dotenv DB_HOST /var/run/postgresql)
-port=$(dotenv DB_PORT 5432) socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
+socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
+port=$(setting BACKUP_DB_PORT "$(dotenv DB_PORT 5432)")  # PostgreSQL itself: 5432 when the site goes through pgbouncer
 dir=$(setting BACKUP_DIR "/var/backups/$site")  # outside the clone: nothing nginx serves is near it
 daily=$(setting BACKUP_KEEP_DAILY 7) weekly=$(setting BACKUP_KEEP_WEEKLY 4)
 admin=$(setting BACKUP_ADMIN postgres)  # the host's superuser (peer over the socket): creates and renames databases

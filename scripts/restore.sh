@@ -37,6 +37,7 @@ restore() {
   file=$(checked "${1:-}")
   mkdir -p "${DEPLOY_DIR:-.deploy}" && exec 8>"${DEPLOY_DIR:-.deploy}/lock"
   flock -n 8 || fail "a deploy or rollback is running (${DEPLOY_DIR:-.deploy}/lock): try again after it"
+  [[ ! -d $dir ]] || { exec 9>"$dir/.lock" && flock -w 600 9; } || fail "a backup of $site holds $dir/.lock"
   kept="${db:0:40}_before_restore_$(date -u +%Y%m%d%H%M%S)"
   mapfile -t ids < <(app_containers)
   # No writes the restore would discard: the site is down (nginx answers 502) until the swap is done.

@@ -28,7 +28,8 @@ fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
 [[ $action != before-start || -n $(dotenv DB_NAME '') ]] || exit 0
 [[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
 site=$(setting SITE sitekit)
-db=$(dotenv DB_NAME '') user=$(dotenv DB_USER "$db") host=$(dotenv DB_HOST /var/run/postgresql)
+db=$(dotenv DB_NAME '') host=$(dotenv DB_HOST /var/run/postgresql)
+user=$(setting BACKUP_DB_USER "$(dotenv DB_USER "$db")")  # the site's role: through pgbouncer DB_USER is www-data
 socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
 port=$(setting BACKUP_DB_PORT "$(dotenv DB_PORT 5432)")  # PostgreSQL itself: 5432 when the site goes through pgbouncer
 dir=$(setting BACKUP_DIR "/var/backups/$site")  # outside the clone: nothing nginx serves is near it

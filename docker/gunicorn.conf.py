@@ -67,7 +67,7 @@ keepalive = 5  # seconds an idle keep-alive connection from nginx stays open
 # Recycle each worker after ~10,000 requests; the jitter keeps them from restarting all at once.
 # Bounds the damage of a slow memory leak in the app or a library. Not 1000: each recycle is a
 # Django boot (~0.5 s of CPU), and on the pgbouncer path a worker serves ~100 req/s, so 1000 would
-# recycle every worker every ~10 s (bench/RESULTS.md); 10,000 makes it minutes and under 1% of CPU.
+# recycle every worker every ~10 s (tests/bench/RESULTS.md); 10,000 makes it minutes and under 1% of CPU.
 max_requests = 10000
 max_requests_jitter = 1000
 

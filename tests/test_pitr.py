@@ -54,6 +54,7 @@ def archived(tmp_path):
         cluster.stop()
 
 
+@pytest.mark.slow  # two restarts, a full backup and a restore: about 10 s
 def test_a_mistaken_delete_is_undone_by_recovery_to_just_before_it(archived):
     cluster, config = archived
     cluster.psql("CREATE TABLE orders (id int PRIMARY KEY, item text)")

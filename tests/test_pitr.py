@@ -49,6 +49,7 @@ def archived(tmp_path):
         cluster.pg_ctl("restart")
         pgbackrest(cluster, config, "stanza-create")
         pgbackrest(cluster, config, "backup", "--type=full")
+        time.sleep(1.1)  # pgBackRest picks a backup that ended before the target, in whole seconds
         yield cluster, config
     finally:
         cluster.stop()

@@ -38,9 +38,12 @@ RUN find . -type f -exec sha256sum {} + > /tmp/files && sort -o /tmp/files /tmp/
 # (staticfiles.json): each image renders the hashed names of its own files, and the entrypoint only
 # copies them into the public folder (docker/docker-entrypoint.sh). Settings demand a secret and a
 # host even for collectstatic, which uses neither: throwaway values, for this command only.
+# Their checksums let every start verify the public copy in milliseconds (docker-entrypoint.sh).
 RUN SECRET_KEY=collectstatic-at-build-time-uses-no-secret-key-0123456789 \
     ALLOWED_HOSTS=build.invalid DB_NAME=unused STATIC_ROOT=/app/collected \
-    python manage.py collectstatic --noinput --verbosity 0
+    python manage.py collectstatic --noinput --verbosity 0 \
+ && find /app/collected -type f ! -name staticfiles.json -exec sha256sum {} + >/app/static.sha256 \
+ && sed -i 's|  /app/collected/|  ./|' /app/static.sha256
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -52,8 +55,8 @@ COPY --from=build /venv /venv
 COPY --from=build /app /app
 WORKDIR /app
 
-# Run as an unprivileged numeric user: 33:33 is www-data on Debian/Ubuntu hosts, so files written to
-# the static bind mount belong to the host's web server user. Numeric, as Alpine's www-data is 82.
+# Run as an unprivileged numeric user. compose runs it as APP_UID:APP_GID, the site's own account in
+# production (make account); 33:33 (the host's www-data) is the trial's default. Numeric: any host.
 USER 33:33
 
 # No .pyc writes (the root filesystem is read-only; .pyc were compiled at build time), unbuffered

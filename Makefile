@@ -2,7 +2,7 @@
 .PHONY: up build deploy rollback status down logs shell manage lock test test-unit lint bench dev
 
 .DEFAULT_GOAL := help
-.PHONY: help env data dev-container screenshots nginx-site fail2ban
+.PHONY: help env data dev-container screenshots nginx-site fail2ban account
 .PHONY: backup backups restore restore-drill backup-schedule
 
 COMPOSE ?= docker compose
@@ -22,7 +22,11 @@ export BUILD_PULL
 setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env 2>/dev/null | tail -n 1),$(2))
 SITE := $(call setting,SITE,sitekit)
 APP_PORT := $(call setting,APP_PORT,6868)
-export SITE
+# The container's uid:gid: the site's own account (make account) in production, www-data for the trial.
+APP_UID := $(call setting,APP_UID,33)
+APP_GID := $(call setting,APP_GID,33)
+# Not exported: compose and scripts read .env themselves, and an exported SITE would name every
+# clone `make test` starts (the tests' own stacks) after this one.
 
 # The jail <SITE>-admin reads this site's container log alone; a new container logs to a new file,
 # so up, deploy and rollback point an installed jail at it again (when run as root).
@@ -51,13 +55,31 @@ env:  ## write .env for production: .env.example with a fresh SECRET_KEY (never 
 	@$(MAKE) --no-print-directory env
 	@false
 
-data:  ## the trial's folder (SQLite, generated SECRET_KEY), owned by the container's user like ./static
+data:  ## the marker's and the trial's folder (SQLite, generated key), the container user's (APP_UID) alone
 	mkdir -p data
-	chown 33:33 data 2>/dev/null || sudo chown 33:33 data
+	chown $(APP_UID):$(APP_GID) data 2>/dev/null || sudo chown $(APP_UID):$(APP_GID) data
 
-static:  ## the static bind mount, owned by the container's user (33:33, www-data) before Docker makes it root's
+static:  ## the static bind mount, the container user's (APP_UID) before Docker makes it root's; nginx reads it
 	mkdir -p static
-	chown 33:33 static 2>/dev/null || sudo chown 33:33 static
+	chown $(APP_UID):$(APP_GID) static 2>/dev/null || sudo chown $(APP_UID):$(APP_GID) static
+	chmod 755 static 2>/dev/null || sudo chmod 755 static  # nginx (www-data) reads; nobody else writes
+	@[ "$(APP_UID)" != 33 ] || ! grep -q '^DB_NAME=.' .env 2>/dev/null || \
+		echo "warning: the site runs as www-data (33), which nginx and PHP share: sudo make account" >&2
+
+# On Debian/Ubuntu www-data (33) also runs nginx's workers, PHP and Apache: as the site's user it could
+# be the site's database role (peer) and rewrite the files nginx serves. A system account of the
+# site's own cannot log in, and pg_ident.conf maps its name (SITE) alone to the role (postgresql/).
+account: .env  ## (root) the site's own system account, named SITE: its uid:gid into .env, ./static and ./data its own
+	@id -u $(SITE) >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+		--home-dir /nonexistent --shell /usr/sbin/nologin $(SITE)
+	@uid=$$(id -u $(SITE)) gid=$$(id -g $(SITE)); \
+	[ "$$uid" -ge 100 ] && [ "$$gid" -ge 100 ] || \
+		{ echo "make account: $(SITE) is uid $$uid, an account of the host's own: pick another SITE" >&2; exit 1; }; \
+	for name in APP_UID:$$uid APP_GID:$$gid; do key=$${name%%:*} value=$${name#*:}; \
+		if grep -q "^#\?$$key=" .env; then sed -i "s/^#\?$$key=.*/$$key=$$value/" .env; \
+		else echo "$$key=$$value" >>.env; fi; done; \
+	mkdir -p static data && chown -R $$uid:$$gid static data && chmod 755 static && chmod 700 data && \
+	echo "make account: $(SITE) is $$uid:$$gid (APP_UID, APP_GID in .env); ./static and ./data are its own"
 
 deploy: .env static data  ## upgrade with no dropped request: build, prepare, switch nginx (root; docs/deploy.md)
 	scripts/deploy.sh deploy

@@ -33,12 +33,17 @@ done
 #    means retrying cannot help. On success: the key of this build and the database's state.
 key=$(python manage.py check_database --wait --key)
 
-# The marker in both folders: a public folder emptied or replaced since is published to again.
-if [ -e "$data/.prepared-$key" ] && [ -e "$public/.prepared-$key" ]; then
+# Every file this image ships, byte for byte in the public folder (checksums made at build time).
+intact() { (cd "$public" && sha256sum -c /app/static.sha256) >/dev/null 2>&1; }
+
+# The marker in both folders: a public folder emptied or replaced since is published to again, and
+# a file changed there since (tampered: nginx serves it `immutable`) is replaced, at every start.
+if [ -e "$data/.prepared-$key" ] && [ -e "$public/.prepared-$key" ] && intact; then
   log "already prepared for this build and database state: skipping static files and migrations"
 else
   # 2. The static files collected into this image at build time, copied into the public folder:
-  #    only missing files, each written whole then renamed (publish_static.py). A full disk stops here.
+  #    each checked byte for byte, a missing or different one written whole then renamed, and a
+  #    replaced one logged (publish_static.py). A full disk stops here.
   python manage.py publish_static "$public" || fail "static files not published (see above)"
   # 3. Migrations, under a PostgreSQL advisory lock (migrate.py): concurrent starts never race.
   python manage.py migrate --noinput || fail "migrations failed (see above); not starting"

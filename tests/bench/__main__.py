@@ -125,10 +125,12 @@ def main():
     info["before the run"] = busy()
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-"))
     root.chmod(0o755)  # nginx's workers traverse it to the static folder
-    cluster = allow_peer(host_database())  # TCP + SCRAM from the stack's subnet, peer on the socket
+    # TCP + SCRAM from the stack's subnet, peer on the socket. The bench's stack runs as uid 33, not
+    # an account of its own (make account): the map names www-data, which changes no measurement.
+    cluster = allow_peer(host_database(), account="www-data")
     stack = nginx = bouncer = None
     try:
-        bouncer = Pgbouncer(cluster).start()
+        bouncer = Pgbouncer(cluster, account="www-data").start()
         for path, env in {
             "socket": socket_env(cluster),
             "pgbouncer": socket_env(cluster, bouncer.port, "www-data"),

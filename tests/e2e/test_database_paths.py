@@ -1,5 +1,6 @@
 """The three ways to the database, each proven with a page read from PostgreSQL through nginx:
-the unix socket with peer authentication (the recommended VPS path: no password, no TCP port),
+the unix socket with peer authentication (the recommended VPS path: no password, no TCP port, the
+container as the site's own account, which no other host account can stand in for),
 pgbouncer on the same socket mount (the fast path, session pooling), and TCP with SCRAM (a database
 on another machine; the session's shared stack runs that way). The host files are the project's
 own (postgresql/, pgbouncer/), changed only in paths and ports (tests/harness/pgbouncer.py)."""
@@ -12,10 +13,11 @@ import subprocess
 
 import pytest
 
-from tests.harness import Nginx, Stack, envfile, run, site_env, wait_for
+from tests.harness import SESSION, Nginx, Stack, envfile, run, site_env, wait_for
 from tests.harness.pgbouncer import Pgbouncer, peer_database, socket_env
 
 ROW = "Served Over The Socket"
+ACCOUNT = f"sitekit-socket-{SESSION}"  # `sudo make account` names it like the stack's SITE
 
 
 def client(stack, sql, *extra_env):
@@ -31,8 +33,8 @@ def client(stack, sql, *extra_env):
 @pytest.fixture(scope="module")
 def peer_db(docker):
     """PostgreSQL with the site's peer lines, no TCP listener; pgbouncer beside it on the socket."""
-    cluster = peer_database()
-    cluster.bouncer = Pgbouncer(cluster).start()
+    cluster = peer_database(ACCOUNT)
+    cluster.bouncer = Pgbouncer(cluster, ACCOUNT).start()
     yield cluster
     cluster.bouncer.stop()
     cluster.stop()
@@ -41,20 +43,25 @@ def peer_db(docker):
 @pytest.fixture(scope="module")
 def socket_stack(e2e_root, stack, peer_db):
     """The shipped compose file with .env as the VPS guide writes it: DB_HOST=/var/run/postgresql,
-    no DB_PASSWORD, the host's socket directory (here the cluster's) in DB_SOCKET_DIR."""
+    no DB_PASSWORD, the host's socket directory (here the cluster's) in DB_SOCKET_DIR, and the
+    container's uid the site's own account (`sudo make account`)."""
     app = Stack(e2e_root, "sitekit-socket", image=stack.image)
+    assert app.name == ACCOUNT
     app.nginx = Nginx(e2e_root, app)
     app.write_env(site_env(peer_db, app.nginx.https_port, **socket_env(peer_db)))
     try:
+        app.make_account()
         app.up()
     except AssertionError:
         print(app.logs())
+        app.remove_account()
         raise
     app.nginx.start()
     yield app
     print(app.logs()[-3000:])
     app.nginx.stop()
     app.down()
+    app.remove_account()
 
 
 def test_socket_and_peer_serve_the_site_with_no_password_and_no_tcp(socket_stack, peer_db):
@@ -73,7 +80,7 @@ def test_socket_and_peer_serve_the_site_with_no_password_and_no_tcp(socket_stack
 
 
 def test_peer_checks_who_connects(socket_stack):
-    """The control: over the same socket, a uid other than 33 (www-data) is refused, in one line."""
+    """The control: over the same socket, a uid other than the site's account is refused, in one line."""
     argv = [
         "docker",
         "exec",
@@ -89,7 +96,51 @@ def test_peer_checks_who_connects(socket_stack):
     [line] = refused.stderr.splitlines()
     assert "via socket /var/run/postgresql/.s.PGSQL." in line
     assert 'Peer authentication failed for user "sitekit"' in line
-    assert "pg_ident.conf must map www-data" in line
+    assert "runs as uid 65534 (APP_UID); pg_ident.conf must map the host's name for it" in line
+
+
+def as_host_user(user, *argv):
+    return run(["runuser", "-u", user, "--", *argv], check=False)
+
+
+def psql_as(user, cluster, role, port=None):
+    """SELECT 1 over the socket as a host account, asking for a role (peer: the kernel names the caller)."""
+    argv = ["psql", "-X", "-qAt", "-h", str(cluster.socket_dir), "-p", str(port or cluster.port)]
+    return as_host_user(user, *argv, "-U", role, "-d", "sitekit", "-c", "SELECT 1")
+
+
+def test_the_container_runs_as_the_sites_own_account(socket_stack):
+    uid, gid = (int(socket_stack.account[key]) for key in ("APP_UID", "APP_GID"))
+    assert run(["id", "-u", ACCOUNT]).stdout.strip() == str(uid) and uid not in (0, 33)
+    assert socket_stack.inspect("{{.Config.User}}") == f"{uid}:{gid}"
+    with open(f"/proc/{socket_stack.server_pid()}/status") as status:
+        ids = {line.split(":")[0]: line.split()[1:] for line in status if line.startswith(("Uid:", "Gid:"))}
+    assert ids == {"Uid": [str(uid)] * 4, "Gid": [str(gid)] * 4}
+
+
+def test_www_data_on_the_host_can_neither_be_the_sites_role_nor_write_its_files(socket_stack, peer_db):
+    """www-data also runs nginx's workers, PHP and Apache on Debian/Ubuntu: none of them may read the
+    site's password hashes and sessions, nor put script in the files nginx serves."""
+    bouncer = peer_db.bouncer.port
+    assert psql_as(ACCOUNT, peer_db, "sitekit").stdout.strip() == "1"  # the contrast: the site's account
+    assert psql_as(ACCOUNT, peer_db, ACCOUNT, port=bouncer).stdout.strip() == "1"
+    refused = psql_as("www-data", peer_db, "sitekit")
+    assert refused.returncode != 0 and 'Peer authentication failed for user "sitekit"' in refused.stderr
+    for role in ("sitekit", ACCOUNT, "www-data"):  # through pgbouncer, whatever name it gives
+        refused = psql_as("www-data", peer_db, role, port=bouncer)
+        assert refused.returncode != 0 and "login rejected" in refused.stderr, (role, refused.stderr)
+    [theme] = socket_stack.static.glob("admin/js/theme.*.js")
+    name, clean = theme.relative_to(socket_stack.static).as_posix(), theme.read_text()
+    for argv in (
+        ["sh", "-c", 'echo "alert(1)" >>"$0"', theme],
+        ["touch", socket_stack.static / "admin/js/new.js"],
+        ["mv", theme, socket_stack.static / "moved.js"],
+    ):
+        denied = as_host_user("www-data", *argv)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, argv
+    modes = {path.stat().st_mode & 0o777 for path in socket_stack.static.rglob("*") if not path.is_symlink()}
+    assert modes <= {0o644, 0o755}, modes  # readable by all, writable by the site's account alone
+    assert socket_stack.nginx.request(f"/static/{name}")[::2] == (200, clean)  # nginx (www-data) still reads
 
 
 def docker_time(text):
@@ -129,7 +180,9 @@ def pgbouncer_counts(bouncer):
 def through_pgbouncer(socket_stack, peer_db):
     """The socket stack switched to pgbouncer, with a 2 s statement timeout (`up` changes nothing
     when it already runs so, so each test may call it whatever ran before)."""
-    env = socket_env(peer_db, port=peer_db.bouncer.port, user="www-data")  # the two changes the guide names
+    env = socket_env(
+        peer_db, port=peer_db.bouncer.port, user=ACCOUNT
+    )  # the guide: DB_PORT, DB_USER=<account>
     socket_stack.write_env(site_env(peer_db, socket_stack.nginx.https_port, **env, DB_STATEMENT_TIMEOUT="2"))
     socket_stack.up()
 

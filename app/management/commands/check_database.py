@@ -28,10 +28,11 @@ PERMANENT = (
 # What to check, for the failures a first setup of the socket path runs into.
 HINTS = {
     "Peer authentication failed": (
-        "the container runs as uid 33, which the host calls www-data; pg_ident.conf must map "
-        "www-data to DB_USER, on a pg_hba.conf line above Debian's `local all all peer`: see postgresql/"
+        f"the container runs as uid {os.getuid()} (APP_UID); pg_ident.conf must map the host's name for it "
+        "(the site's own account, `sudo make account`) to DB_USER, on a pg_hba.conf line above Debian's "
+        "`local all all peer`: see postgresql/"
     ),
-    "login rejected": "through pgbouncer, DB_USER must be www-data: see pgbouncer/pg_hba.conf",
+    "login rejected": "through pgbouncer, DB_USER must be the site's account name: see pgbouncer/pg_hba.conf",
     "No such file or directory": (
         "no server socket in the mounted DB_SOCKET_DIR: is PostgreSQL, or pgbouncer on 6432, running?"
     ),

@@ -29,7 +29,7 @@ fail() { echo "${action:-backup}: error: $*" >&2; exit 1; }
 [[ -e .env ]] || fail "no .env: backups are for a production site (DB_NAME in .env; make env)"
 site=$(setting SITE sitekit)
 db=$(dotenv DB_NAME '') host=$(dotenv DB_HOST /var/run/postgresql)
-user=$(setting BACKUP_DB_USER "$(dotenv DB_USER "$db")")  # the site's role: through pgbouncer DB_USER is www-data
+user=$(dotenv DB_USER "$db")
 socket=$(setting DB_SOCKET_DIR /var/run/postgresql)
 port=$(setting BACKUP_DB_PORT "$(dotenv DB_PORT 5432)")  # PostgreSQL itself: 5432 when the site goes through pgbouncer
 dir=$(setting BACKUP_DIR "/var/backups/$site")  # outside the clone: nothing nginx serves is near it
@@ -39,8 +39,9 @@ admin=$(setting BACKUP_ADMIN postgres)  # the host's superuser (peer over the so
 [[ $daily =~ ^[1-9][0-9]*$ && $weekly =~ ^[0-9]+$ ]] || fail "BACKUP_KEEP_DAILY must be >= 1, BACKUP_KEEP_WEEKLY >= 0"
 export PGCONNECT_TIMEOUT=10
 
-if [[ $host == /* ]]; then # the socket the container mounts: peer authentication, as the container's uid 33
-  as_site() { setpriv --reuid=33 --regid=33 --clear-groups env HOME=/ "$1" -w -h "$socket" -p "$port" -U "$user" "${@:2}"; }
+if [[ $host == /* ]]; then # the socket the container mounts: peer authentication, as the container's uid
+  uid=$(setting APP_UID 33) gid=$(setting APP_GID 33)  # the site's own account (make account), as compose runs it
+  as_site() { setpriv --reuid="$uid" --regid="$gid" --clear-groups env HOME=/ "$1" -w -h "$socket" -p "$port" -U "$user" "${@:2}"; }
   as_admin() { runuser -u "$admin" -- "$1" -w -h "$socket" -p "$port" "${@:2}"; }
 else # a database over TCP: the site's password, and its role must be allowed CREATEDB to restore
   [[ $host != host.docker.internal ]] || host=127.0.0.1  # the containers' name for this host
@@ -75,7 +76,7 @@ serving_revision() {
 }
 
 backup() { # [LABEL]: e.g. before-<revision>, from the deploy
-  [[ $EUID == 0 ]] || fail "run it as root (sudo make backup): the folder is root's and peer login is uid 33's"
+  [[ $EUID == 0 ]] || fail "run it as root (sudo make backup): the folder is root's, peer login the site account's"
   mkdir -p "$dir" 2>/dev/null && chmod 0700 "$dir" && [[ -w $dir ]] || fail "cannot create or write $dir"
   exec 9>"$dir/.lock"
   flock -w 600 9 || fail "another backup of $site holds $dir/.lock"

@@ -2,7 +2,7 @@
 generated database of about --mib MiB (1024 by default), against the disk's own sequential rate
 measured in the same run (O_DIRECT, so no page cache flatters it), and the dump's size against the
 database's. The database is a throwaway cluster on the site's recommended path (socket, peer as
-uid 33), with durability on as on a VPS. Needs no Docker: no container serves while it runs.
+the container's uid), with durability on as on a VPS. Needs no Docker: no container serves while it runs.
 
     python -m tests.bench.backup [--mib 64]   # a smoke run; make bench runs the full size
 """

@@ -1,7 +1,8 @@
 """Backups and restores (make backup / backups / restore / restore-drill: scripts/backup.sh and
 restore.sh) on the real stack over the recommended path: the host's socket, peer authentication as
-the container's uid 33, the host's superuser `postgres` (Debian's own first pg_hba line) to create
-and rename databases. Rows go in through the site's own code and come back through nginx."""
+the site's own account (the container's uid), the host's superuser `postgres` (Debian's own first
+pg_hba line) to create and rename databases. Rows go in through the site's own code and come back
+through nginx."""
 
 import datetime
 import hashlib
@@ -18,33 +19,40 @@ from tests.harness.backup import admin_role
 from tests.harness.deploy import deployed_site
 from tests.harness.pgbouncer import peer_database, socket_env
 
+ACCOUNT = f"sitekit-backup-{SESSION}"  # `sudo make account` names it like the stack's SITE
+
 
 @pytest.fixture(scope="module")
 def db(docker):
-    cluster = admin_role(peer_database())
+    cluster = admin_role(peer_database(ACCOUNT))
     yield cluster
     cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def site(e2e_root, stack, db):
-    """A site on the socket path as the VPS guide sets it up, backing up into a folder of its own."""
+    """A site on the socket path as the VPS guide sets it up (its own account, peer), backing up into
+    a folder of its own."""
     app = Stack(e2e_root, "sitekit-backup", image=stack.image)
+    assert app.name == ACCOUNT
     app.nginx = Nginx(e2e_root, app)
     app.backups = e2e_root / f"backups-{app.name}"
     app.write_env(site_env(db, app.nginx.https_port, **socket_env(db), BACKUP_DIR=str(app.backups)))
     app.site = envfile.parse((app.dir / ".env").read_text()).get("SITE", "sitekit")
     app.db = db
     try:
+        app.make_account()
         app.up()
     except AssertionError:
         print(app.logs())
+        app.remove_account()
         raise
     app.nginx.start()
     yield app
     print(app.logs()[-3000:])
     app.nginx.stop()
     app.down()
+    app.remove_account()
 
 
 def make(app, target, *args, user=None, **env):

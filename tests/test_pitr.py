@@ -12,6 +12,7 @@ import pytest
 from tests.harness.backup import admin_role
 from tests.harness.pg import Cluster
 from tests.harness.pgbouncer import rules
+from tests.harness.stack import wait_for
 
 
 def pgbackrest(cluster, config, *args):
@@ -70,6 +71,7 @@ def test_a_mistaken_delete_is_undone_by_recovery_to_just_before_it(archived):
     cluster.pg_ctl("stop")
     target = f"--target={before}"
     pgbackrest(cluster, config, "restore", "--delta", "--type=time", target, "--target-action=promote")
-    cluster.pg_ctl("start")
+    cluster.pg_ctl("start")  # returns once it reads (hot standby); it promotes at the target
+    promoted = lambda: cluster.psql("SELECT pg_is_in_recovery()") == "f"  # noqa: E731
+    wait_for(promoted, timeout=60, what="recovery to promote")  # then the site can write again
     assert cluster.psql("SELECT count(*), max(id) FROM orders") == "1000|1000"  # all back, nothing after
-    assert cluster.psql("SELECT pg_is_in_recovery()") == "f"  # promoted: the site can write again

@@ -9,6 +9,7 @@ no blocked resource, which is what the Content-Security-Policy nginx sends must 
 Screenshots go to SCREENSHOTS_DIR (`make screenshots`: docs/screenshots/) or the test's tmp_path."""
 
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -81,9 +82,21 @@ def loaded_cleanly(driver):
     return errors, broken
 
 
+def net_error(driver):
+    """Chromium's own error page (the request failed below HTTP): its error code, else None."""
+    found = re.search(r'"errorCode":"([A-Z_0-9]+)"', driver.page_source)
+    return found and found.group(1)
+
+
 def visit(driver, url):
-    driver.get(url)
-    errors, broken = loaded_cleanly(driver)
+    # Chromium fails what is in flight when the host's interfaces change (ERR_NETWORK_CHANGED):
+    # Docker adding or removing another project's network does that. A GET may simply be loaded again.
+    for _ in range(3):
+        driver.get(url)
+        errors, broken = loaded_cleanly(driver)
+        if not any("ERR_NETWORK_CHANGED" in text for text in [net_error(driver) or "", *errors]):
+            break
+    assert not net_error(driver), f"{url}: {net_error(driver)}"
     assert not errors, f"console errors on {url}: {errors}"
     assert not broken, f"resources not loaded on {url}: {broken}"
 
@@ -98,6 +111,7 @@ def submit(driver, button):
     button.click()
     wait = WebDriverWait(driver, 30)
     wait.until(expected_conditions.staleness_of(page))
+    assert not net_error(driver), f"after a form post: {net_error(driver)}"
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 

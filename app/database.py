@@ -20,6 +20,19 @@ from django.template.loader import render_to_string
 logger = logging.getLogger(__name__)
 
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+# A connection refused for want of a free slot (PostgreSQL's 53300 and pgbouncer's max_client_conn):
+# psycopg2 gives no SQLSTATE for a failed connect, so the messages tell it from an outage.
+NO_FREE_SLOT = (
+    "too many clients already",
+    "remaining connection slots are reserved",
+    "too many connections for",  # role or database: its CONNECTION LIMIT
+    "no more connections allowed",
+)
+
+
+def busy(exception):
+    """True when the database was reached but had no connection slot left: busy, not unreachable."""
+    return any(message in str(exception) for message in NO_FREE_SLOT)
 
 
 @receiver(connection_created, dispatch_uid="sitekit-statement-timeout")
@@ -55,9 +68,9 @@ class StatementTimeoutMiddleware:
 
 
 class DatabaseUnreachableMiddleware(StatementTimeoutMiddleware):  # its plumbing, not its check
-    """A request that could not reach the database (refused, gone away, no free connection slot)
-    answers 503 with an explanation: logged as one line, not mailed (django.request's mail handler
-    skips 503s, app/mail.py), so an outage is one problem, not a mail per request."""
+    """A request that could not reach the database (refused, gone away) or found no free connection
+    slot in it (busy) answers 503 with an explanation: logged as one line, not mailed (django.request's
+    mail handler skips 503s, app/mail.py), so an outage is one problem, not a mail per request."""
 
     def process_exception(self, request, exception):
         if not isinstance(exception, OperationalError):
@@ -66,8 +79,9 @@ class DatabaseUnreachableMiddleware(StatementTimeoutMiddleware):  # its plumbing
         if link is not None and not getattr(link, "closed", False):
             return None  # a live connection: a query's own error, left to the 500 page
         first_line = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
-        logger.error("%s %s: database unreachable: %s", request.method, escaped(request.path), first_line)
-        return unavailable("unreachable.html", {})
+        state = "busy" if busy(exception) else "unreachable"
+        logger.error("%s %s: database %s: %s", request.method, escaped(request.path), state, first_line)
+        return unavailable(f"{state}.html", {})
 
 
 def escaped(path):

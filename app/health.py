@@ -3,9 +3,10 @@
 /healthz: the process serves requests; touches nothing else (Docker's HEALTHCHECK uses it, so a
 database outage does not get a healthy container restarted).
 /readyz: the process can do real work; one cheap query, 503 with a short JSON reason when the
-database cannot be reached. Only for the machine itself (deploys, monitoring on the host): a request
-that came through nginx, which always sets X-Forwarded-For, is routed like any other page (host
-check, then 404), so the public cannot make the site open database connections on demand.
+database cannot be reached ("database unreachable") or has no connection slot free ("database
+busy"). Only for the machine itself (deploys, monitoring on the host): a request that came through
+nginx, which always sets X-Forwarded-For, is routed like any other page (host check, then 404), so
+the public cannot make the site open database connections on demand.
 """
 
 import logging
@@ -13,6 +14,8 @@ import logging
 from django.db import Error as DatabaseError
 from django.db import connection
 from django.http import JsonResponse
+
+from app.database import busy
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +30,9 @@ def readiness():
             cursor.execute("SELECT 1")
     except DatabaseError as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        logger.warning("readiness check failed: database unreachable: %s", first_line)
-        return JsonResponse({"status": "unavailable", "reason": "database unreachable"}, status=503)
+        reason = "database busy" if busy(exc) else "database unreachable"  # no free slot, or down
+        logger.warning("readiness check failed: %s: %s", reason, first_line)
+        return JsonResponse({"status": "unavailable", "reason": reason}, status=503)
     return JsonResponse({"status": "ok"})
 
 

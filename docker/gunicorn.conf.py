@@ -38,15 +38,52 @@ except ConfigError as exc:
 if __name__ == "__main__":
     sys.exit()  # the entrypoint's check: the settings above are valid
 
+# Requests in progress per worker; past it, 503 at once. Each holds a PostgreSQL connection
+# (CONN_MAX_AGE = 0): WEB_CONCURRENCY x this bounds the site's connections, kept below its role's
+# CONNECTION LIMIT (docs/operations.md).
+REQUESTS_PER_WORKER = 10
+
 # After the checks: importing gunicorn's modules parses WEB_CONCURRENCY, with a traceback if bad.
 from uvicorn_worker import UvicornWorker  # noqa: E402
 
 
+class RequestLimit:
+    """ASGI wrapper: at most `limit` requests in progress in this worker, the rest answered 503 at
+    once. Not uvicorn's limit_concurrency: that counts connections, and nginx's idle kept-alive ones
+    would make a worker refuse everything after a burst."""
+
+    def __init__(self, app, limit):
+        self.app, self.limit, self.active, self.page = app, limit, 0, None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            return await self.app(scope, receive, send)  # liveness touches no database: always answered
+        if self.active < self.limit:
+            self.active += 1  # one event loop per worker: no lock needed
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                self.active -= 1
+        if self.page is None:
+            from django.template.loader import render_to_string  # Django is set up: the app is loaded
+
+            self.page = render_to_string("busy.html").encode()
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"retry-after", b"5")]
+        headers.append((b"cache-control", b"no-store"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self.page})
+
+
 class DjangoUvicornWorker(UvicornWorker):
-    """uvicorn's gunicorn worker with the ASGI lifespan protocol off: Django does not implement it, and
-    with it on ("auto") every worker logs a misleading "ASGI 'lifespan' protocol appears unsupported"."""
+    """uvicorn's gunicorn worker with the ASGI lifespan protocol off (Django does not implement it;
+    with "auto" every worker logs a misleading "ASGI 'lifespan' protocol appears unsupported"), and
+    its requests in progress bounded (RequestLimit)."""
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "lifespan": "off"}
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        self.wsgi = RequestLimit(self.wsgi, REQUESTS_PER_WORKER)  # 503, never a database out of slots
 
 
 # Listen on all of the container's interfaces; compose publishes the port on the host's 127.0.0.1 only.

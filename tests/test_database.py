@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import psycopg2
 import pytest
@@ -216,3 +217,14 @@ def test_mark_prepared_into_an_unwritable_folder_says_how_to_fix_it(state, tmp_p
     fix = r"^cannot write the marker in \S+ \(.+\): on the host, run: sudo mkdir -p ./data && sudo chown "
     with pytest.raises(CommandError, match=fix):
         call_command("mark_prepared", str(not_a_folder))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_without_a_free_connection_slot_gets_the_busy_page_not_the_outage_one(client, caplog):
+    full = OperationalError('connection failed: FATAL:  too many connections for role "sitekit"')
+    connection.close()  # the request opens its own connection, as in production, and is refused
+    with mock.patch.object(connection, "get_new_connection", side_effect=full):
+        response = client.get("/")
+    assert response.status_code == 503
+    assert "Busy just now" in response.content.decode() and response["Retry-After"]
+    assert "GET /: database busy: connection failed" in caplog.text

@@ -1,6 +1,7 @@
 """docker/gunicorn.conf.py: its settings as gunicorn loads them, and its check mode, which the
 entrypoint runs first because gunicorn parses WEB_CONCURRENCY on import (with a traceback)."""
 
+import asyncio
 import importlib.util
 import re
 
@@ -58,3 +59,47 @@ def test_in_flight_requests_get_less_time_than_docker_waits_before_sigkill(monke
     compose = (REPO / "docker-compose.yml").read_text()
     grace = int(re.search(r"^\s+stop_grace_period: (\d+)s", compose, re.MULTILINE)[1])
     assert load(monkeypatch).graceful_timeout < grace
+
+
+def test_each_worker_bounds_its_requests_in_progress_so_the_site_bounds_its_database_connections(monkeypatch):
+    # WEB_CONCURRENCY x REQUESTS_PER_WORKER is the most connections the site asks PostgreSQL for
+    # (CONN_MAX_AGE = 0), which the role's CONNECTION LIMIT in the VPS guide (40) must exceed.
+    conf = load(monkeypatch, WEB_CONCURRENCY="3")
+    assert conf.workers * conf.REQUESTS_PER_WORKER == 30
+    assert "limit_concurrency" not in conf.worker_class.CONFIG_KWARGS  # it counts idle connections too
+
+
+def test_requests_past_the_bound_are_answered_503_at_once_and_liveness_always(monkeypatch):
+    conf = load(monkeypatch)
+    release, started = asyncio.Event(), []
+
+    async def app(scope, receive, send):  # a view waiting on the database
+        started.append(scope["path"])
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(limited, path):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await limited({"type": "http", "path": path}, None, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    async def scenario():
+        limited = conf.RequestLimit(app, 2)
+        slow = [asyncio.create_task(call(limited, "/slow")) for _ in range(2)]
+        await asyncio.sleep(0)
+        refused = await call(limited, "/")
+        alive = await call(limited, "/healthz")
+        release.set()
+        served = [await task for task in slow]
+        return refused, alive, served, await call(limited, "/")
+
+    refused, alive, served, after = asyncio.run(scenario())
+    assert refused[0] == 503 and refused[1][b"retry-after"] == b"5"
+    assert "/" not in started[:3]  # refused before the app: no database connection asked for
+    assert alive[0] == 200 and [status for status, _ in served] == [200, 200] and after[0] == 200

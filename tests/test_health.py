@@ -62,3 +62,22 @@ def test_readyz_through_nginx_is_an_ordinary_unknown_page(client, django_assert_
     assert client.get("/readyz", HTTP_HOST="203.0.113.1", **proxied).status_code == 400
     # /healthz stays answered either way: it touches nothing.
     assert client.get("/healthz", **proxied).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "message",
+    [
+        'connection to server on socket "/x" failed: FATAL:  too many connections for role "sitekit"',
+        'connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already',
+        "connection failed: FATAL:  remaining connection slots are reserved for roles with the SUPERUSER",
+        "server closed the connection unexpectedly\nERROR:  no more connections allowed (max_client_conn)",
+    ],
+)
+def test_readyz_tells_a_database_without_a_free_slot_from_an_unreachable_one(client, caplog, message):
+    # A monitor or a deploy must not take "too many visitors" for "the database is down".
+    with mock.patch.object(connection, "cursor", side_effect=OperationalError(message)):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert json.loads(response.content) == {"status": "unavailable", "reason": "database busy"}
+    assert "readiness check failed: database busy" in caplog.text

@@ -114,6 +114,29 @@ def test_the_fail2ban_filter_bans_the_client_and_only_the_client(tmp_path):
 
 
 @pytest.mark.django_db
+def test_an_ipv6_client_is_logged_as_its_64_and_fail2ban_counts_and_bans_that(client, caplog, tmp_path):
+    # One subscriber holds a whole /64: failures from any of its addresses must add up to one ban.
+    with caplog.at_level(logging.WARNING):
+        for address in ("2001:db8:1:2::7", "2001:db8:1:2:ffff::9", "::ffff:203.0.113.7"):
+            client.post(LOGIN, {"username": "admin", "password": "wrong"}, REMOTE_ADDR=address)
+    lines = failed_login_lines(caplog)
+    assert lines == [
+        'login failed from 2001:db8:1:2::/64 for user "admin"',
+        'login failed from 2001:db8:1:2::/64 for user "admin"',
+        'login failed from 203.0.113.7 for user "admin"',  # IPv4 by way of IPv6: the IPv4 address
+    ]
+    if shutil.which("fail2ban-regex"):
+        log = tmp_path / "container-json.log"
+        log.write_text("".join(docker_log_line(f"WARNING app.logins: {line}") + "\n" for line in lines))
+        found = subprocess.run(
+            ["fail2ban-regex", "-o", "ip", str(log), str(FILTER)], capture_output=True, text=True, timeout=60
+        ).stdout.split()
+        assert found == ["2001:db8:1:2::/64", "2001:db8:1:2::/64", "203.0.113.7"]
+    jail = (REPO / "fail2ban" / "jail.d" / "sitekit-admin.local").read_text()
+    assert "\nbanaction = iptables-multiport\n" in jail  # an action whose ban takes a prefix
+
+
+@pytest.mark.django_db
 def test_an_unattended_createsuperuser_refuses_a_weak_password(monkeypatch):
     # Django's --noinput path would take DJANGO_SUPERUSER_PASSWORD as it is.
     monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "moderator")

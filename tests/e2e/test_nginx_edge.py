@@ -7,6 +7,7 @@ address of its own (fresh_client()), so its limits never fall on another test's 
 import re
 import secrets
 import select
+import shutil
 import socket
 import ssl
 import time
@@ -15,8 +16,9 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.harness import run, wait_for
-from tests.harness.http import Browser, fresh_client, request
+from tests.harness.http import Browser, fresh_client, request, status
 from tests.harness.tls import QUIET, handshake, tls_connect
+from tests.harness.traffic import Load
 
 
 def post(browser, path, token, fields):
@@ -177,3 +179,116 @@ def test_a_body_over_one_megabyte_is_refused_by_nginx_before_gunicorn(stack):
     assert status == 403
     wait_for(lambda: small in stack.logs(), what="the small body's line in gunicorn's access log")
     assert big not in stack.logs()
+
+
+def trickle(nginx, source, count, *, https=False):
+    """count connections from source, each sending the first line of a header and no more, as a
+    slowloris does: (the connections that opened, how many were refused or closed at once)."""
+    held, refused = [], 0
+    for _ in range(count):
+        try:
+            if https:  # TLS first: nginx can reuse a plain connection that is still reading its header
+                conn = tls_connect(nginx, source=source, context=QUIET)
+            else:
+                conn = socket.create_connection(("127.0.0.1", nginx.http_port), 5, (source, 0))
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            held.append(conn)
+        except OSError:  # refused by the firewall, or closed by an nginx out of connections
+            refused += 1
+    return held, refused
+
+
+def test_one_address_trickling_headers_over_1100_connections_leaves_room_for_everyone_else(stack):
+    """The red team's slowloris: one address, more connections than Debian's nginx allows a worker
+    (768; the harness had 1024), each still sending its header. With nginx/worker-limits.conf's
+    values they fit, and other visitors are served while nginx's header timeout runs out on them."""
+    limits = (stack.dir / "nginx/worker-limits.conf").read_text()
+    per_worker = int(re.search(r"^\s*worker_connections (\d+);", limits, re.M)[1])
+    assert per_worker >= 4 * 1100  # room beyond one address
+    held, _ = trickle(stack.nginx, fresh_client(), 1100, https=True)
+    try:
+        probes, https_port = [], stack.nginx.https_port
+        for _ in range(5):  # within the 10 s the header timeout gives the trickle
+            probes.append(status(https_port, "/healthz", https=True, source=fresh_client(), timeout=3))
+            time.sleep(0.5)
+        assert probes == [200] * 5, probes
+    finally:
+        for conn in held:
+            conn.close()
+    assert "worker_connections are not enough" not in (stack.nginx.dir / "error.log").read_text()
+
+
+def test_the_firewall_caps_the_connections_of_one_address_from_its_first_syn(stack, tmp_path):
+    """firewall/web-connlimit.nft, loaded as shipped but for the test nginx's ports and a table name
+    of its own: one address gets 256 connections still sending headers (nginx's own limit_conn
+    counts none of them), the 257th is refused by the kernel, and another address is served."""
+    if not shutil.which("nft"):
+        pytest.fail("nft not found: run .ci/provision (it installs nftables)")
+    nginx, table = stack.nginx, f"web_connlimit_{secrets.token_hex(3)}"
+    rules = (stack.dir / "firewall/web-connlimit.nft").read_text().replace("web_connlimit", table)
+    rules, ports = re.subn(r"\{ 80, 443 \}", f"{{ {nginx.http_port}, {nginx.https_port} }}", rules)
+    assert ports == 2, "firewall/web-connlimit.nft no longer names { 80, 443 }: update this test"
+    (tmp_path / "rules.nft").write_text(rules)
+    run(["nft", "-f", tmp_path / "rules.nft"])
+    held = []
+    try:
+        run(["nft", "-f", tmp_path / "rules.nft"])  # loading it twice replaces it: the rules are not doubled
+        held, refused = trickle(nginx, fresh_client(), 300)
+        assert (len(held), refused) == (256, 44)
+        assert status(nginx.https_port, "/healthz", https=True, source=fresh_client(), timeout=3) == 200
+    finally:
+        run(["nft", "delete", "table", "inet", table])
+        for conn in held:
+            conn.close()
+
+
+@pytest.fixture
+def ipv6_clients():
+    """Three IPv6 addresses on this machine's loopback: two in one /64, one in the next /64."""
+    net = secrets.token_hex(2)
+    addresses = [f"fd17:{net}::a", f"fd17:{net}::b", f"fd17:{net}:0:1::a"]
+    for address in addresses:
+        run(["ip", "-6", "addr", "add", f"{address}/128", "dev", "lo", "nodad"])
+    yield addresses
+    for address in addresses:
+        run(["ip", "-6", "addr", "del", f"{address}/128", "dev", "lo"], check=False)
+
+
+def over_ipv6(nginx, source, request_head):
+    """A TLS connection from source to nginx's [::1] HTTPS port, request_head sent on it."""
+    sock = socket.create_connection(("::1", nginx.https_port), 10, (source, 0))
+    conn = QUIET.wrap_socket(sock, server_hostname="localhost")
+    conn.sendall(request_head)
+    return conn
+
+
+def test_an_ipv6_client_is_limited_on_its_64_not_on_each_of_its_addresses(stack, ipv6_clients):
+    """One subscriber holds a whole /64: nginx's per-client limits count it as one client, so
+    another of its addresses shares the 32 requests in progress, and the next /64 does not."""
+    one, same_64, next_64 = ipv6_clients
+    slow = b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n"  # the body never comes
+    held = [over_ipv6(stack.nginx, one, slow) for _ in range(32)]
+    try:
+        probe = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        answers = {}
+        for source in (one, same_64, next_64):
+            with over_ipv6(stack.nginx, source, probe) as conn:
+                answers[source] = conn.recv(64)[:12]
+        assert answers == {one: b"HTTP/1.1 429", same_64: b"HTTP/1.1 429", next_64: b"HTTP/1.1 200"}, answers
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_reload_closes_idle_kept_alive_connections_and_loses_no_request(stack):
+    """What a deploy's switch does to visitors (scripts/deploy.sh reloads nginx twice): requests in
+    progress finish on the old workers; connections idle between requests are closed, and the next
+    request on one finds it closed without an answer, which clients send again on a new connection
+    (tests/harness/traffic.py: KeepAlive). Nothing else fails, a POST included."""
+    with Load(stack) as load:
+        for _ in range(3):
+            stack.nginx.nginx("-s", "reload")
+            time.sleep(1.5)
+    assert load.failures() == [], load.failures()[:5]
+    assert load.retries() >= 1, "no kept-alive connection was idle at a reload: the test proved nothing"
+    assert {kind for kind, *_ in load.answers} >= {"GET", "GET keep-alive", "POST"}

@@ -46,7 +46,7 @@ class Nginx:
 worker_processes 1;
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log;
-events {{ worker_connections 1024; }}
+include {stack.dir}/nginx/worker-limits.conf;
 http {{
     include /etc/nginx/mime.types;
     access_log {self.dir}/access.log;
@@ -59,11 +59,12 @@ http {{
             Path(path).chmod(0o755)  # nginx's workers (www-data) must traverse to the static folder
 
     def _point(self, path, replacements):
-        """The file's listen lines on this nginx's loopback ports (IPv6 ones dropped), and the rest."""
+        """The file's listen lines on this nginx's loopback ports (::1 for IPv6 ones), and the rest."""
         replacements = {
             r"listen 80\b": f"listen 127.0.0.1:{self.http_port}",  # options (ssl, default_server) kept
             r"listen 443\b": f"listen 127.0.0.1:{self.https_port}",
-            r"listen \[::\]:\d+[^;]*;": "",
+            r"listen \[::\]:80\b": f"listen [::1]:{self.http_port}",
+            r"listen \[::\]:443\b": f"listen [::1]:{self.https_port}",
             **replacements,
         }
         text = path.read_text()

@@ -3,24 +3,79 @@ submissions through nginx over HTTPS, from threads, with every answer kept (stat
 error, and the X-Revision that served it), and the submissions checked against PostgreSQL."""
 
 import functools
+import http.client
+import random
 import re
 import secrets
+import socket
+import ssl
 import threading
 import time
 from urllib.parse import urlencode
 
 from tests.harness.http import Browser, fresh_client
 
+# A reused connection the server closed while it was idle: the request got no answer at all.
+CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError)
+
+
+class KeepAlive:
+    """A browser's connection: one HTTPS connection to nginx reused request after request. nginx
+    closes an idle one when it reloads (as HTTP allows at any time); a request that finds its reused
+    connection closed without any answer is sent again once on a new one, as browsers and HTTP
+    libraries do (RFC 9112, 9.3.1). `retries` counts those."""
+
+    def __init__(self, nginx, source):
+        self.nginx, self.source, self.conn, self.served, self.retries = nginx, source, None, 0, 0
+
+    def _connect(self):
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the test's own certificate
+        nginx = self.nginx
+        conn = http.client.HTTPSConnection(nginx.host, nginx.https_port, timeout=30, context=context)
+        address = ("127.0.0.1", nginx.https_port)
+        conn._create_connection = lambda *_: socket.create_connection(address, 30, (self.source, 0))
+        return conn
+
+    def request(self, path):
+        """(status, headers, text) of a GET; connection errors propagate (after the one retry)."""
+        if self.conn is None:
+            self.conn, self.served = self._connect(), 0
+        try:
+            self.conn.request("GET", path, headers={"Host": self.nginx.host})
+            response = self.conn.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except CLOSED_WHILE_IDLE:
+            self.conn.close()
+            self.conn, reused = None, self.served > 0
+            if not reused:
+                raise  # a new connection that fails is a failure, not the idle-close race
+            self.retries += 1
+            return self.request(path)
+        except OSError:
+            self.conn.close()
+            self.conn = None
+            raise
+        self.served += 1
+        if response.will_close:
+            self.conn.close()
+            self.conn = None
+        return response.status, response.headers, text
+
 
 class Load:
-    """GETs of / from two threads and form submissions from a third, through nginx over HTTPS,
-    until stopped. Every answer is kept: (kind, status or connection error, revision, time)."""
+    """GETs of / from two threads on a new connection each, from two more on kept-alive connections
+    with pauses between (a connection idle at a switch), and form submissions from a fifth, through
+    nginx over HTTPS, until stopped. Every answer is kept: (kind, status or connection error,
+    revision, time)."""
 
     def __init__(self, app):
         """app: a Stack with .nginx in front of it, and .cluster and .database it stores rows in."""
         self.app, self.tag = app, f"deploy-{secrets.token_hex(4)}"
         self.answers, self.posted, self.running = [], [], True
+        self.kept_alive = [KeepAlive(app.nginx, fresh_client()) for _ in range(2)]
         self.threads = [threading.Thread(target=self.reader) for _ in range(2)]
+        self.threads += [threading.Thread(target=self.browser, args=(conn,)) for conn in self.kept_alive]
         self.threads.append(threading.Thread(target=self.writer))
 
     def __enter__(self):
@@ -51,6 +106,15 @@ class Load:
     def reader(self):
         while self.running:
             self.note("GET", lambda: self.app.nginx.request("/"))
+
+    def browser(self, conn):
+        while self.running:
+            self.note("GET keep-alive", lambda: conn.request("/"))
+            time.sleep(random.uniform(0.05, 0.3))  # a visitor reading: the connection sits idle
+
+    def retries(self):
+        """Requests sent again because nginx had closed their idle kept-alive connection."""
+        return sum(conn.retries for conn in self.kept_alive)
 
     def writer(self):
         form = "/submit/"

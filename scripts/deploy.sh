@@ -158,8 +158,9 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   "${nginx[@]}" -T 2>/dev/null | grep -F "# configuration file $upstream:" >/dev/null ||  # not -q: SIGPIPE
     fail "nginx does not include $upstream: install the site's nginx file (make nginx-site; README, VPS guide)"
   # Migrations the database lacks: a backup first (scripts/backup.sh), so `make restore` can undo them.
-  if [[ $(setting BACKUP_BEFORE_MIGRATIONS true) == true ]] &&
-    ! next "$image" run --rm --no-deps -T --entrypoint python app manage.py migrate --check >/dev/null 2>&1; then
+  # A database out of reach has nothing to keep: prepare, next, says why.
+  if [[ $(setting BACKUP_BEFORE_MIGRATIONS true) == true ]] && next "$image" run --rm --no-deps -T --entrypoint sh \
+    app -c 'python manage.py check_database && ! python manage.py migrate --check' >/dev/null 2>&1; then
     step "back up the database: $rev has migrations it lacks" scripts/backup.sh backup "before-$rev" ||
       { discard_next "$image"; fail "the backup before $rev's migrations failed: ${cause:-see above}; $serving, untouched"; }
   fi

@@ -1,8 +1,7 @@
-"""Backups and restores (make backup / backups / restore / restore-drill: scripts/backup.sh and
-restore.sh) on the real stack over the recommended path: the host's socket, peer authentication as
-the site's own account (the container's uid), the host's superuser `postgres` (Debian's own first
-pg_hba line) to create and rename databases. Rows go in through the site's own code and come back
-through nginx."""
+"""Backups (make backup / backups / restore: scripts/backup.sh and restore.sh) on the real stack:
+rows written by the site's own code, backed up, the database dropped, restored and served through
+nginx again; bad files refused with nothing touched; retention, the off-host copy, a full disk, the
+timer and cron line."""
 
 import datetime
 import hashlib
@@ -10,80 +9,9 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
-import pytest
-
-from tests.harness import SESSION, Nginx, Stack, envfile, run, site_env, wait_for
-from tests.harness.backup import admin_role
-from tests.harness.deploy import deployed_site
-from tests.harness.pgbouncer import peer_database, socket_env
-
-ACCOUNT = f"sitekit-backup-{SESSION}"  # `sudo make account` names it like the stack's SITE
-
-
-@pytest.fixture(scope="module")
-def db(docker):
-    cluster = admin_role(peer_database(ACCOUNT))
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def site(e2e_root, stack, db):
-    """A site on the socket path as the VPS guide sets it up (its own account, peer), backing up into
-    a folder of its own."""
-    app = Stack(e2e_root, "sitekit-backup", image=stack.image)
-    assert app.name == ACCOUNT
-    app.nginx = Nginx(e2e_root, app)
-    app.backups = e2e_root / f"backups-{app.name}"
-    app.write_env(site_env(db, app.nginx.https_port, **socket_env(db), BACKUP_DIR=str(app.backups)))
-    app.site = envfile.parse((app.dir / ".env").read_text()).get("SITE", "sitekit")
-    app.db = db
-    try:
-        app.make_account()
-        app.up()
-    except AssertionError:
-        print(app.logs())
-        app.remove_account()
-        raise
-    app.nginx.start()
-    yield app
-    print(app.logs()[-3000:])
-    app.nginx.stop()
-    app.down()
-    app.remove_account()
-
-
-def make(app, target, *args, user=None, **env):
-    """`make <target>` in the clone, as its operator runs it (root), or as another uid."""
-    argv = ["make", "-s", target, *args]
-    if user:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-    return run(argv, cwd=app.dir, env={**os.environ, **env}, check=False)
-
-
-def one_line_error(result):
-    """The script's own stderr (make's "*** Error" line aside): exactly one line, no traceback."""
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
-    assert len(lines) == 1 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
-    return lines[0]
-
-
-def add(app, name):
-    """An approved site, written by the site's own code in its container."""
-    url = f"https://{name.lower().replace(' ', '-')}.example.org"
-    code = f"from app.models import Site; Site.objects.create(name={name!r}, url={url!r}, description='')"
-    app.manage("shell", "-c", code + ".approve()")
-
-
-def served(app):
-    status, _, body = app.nginx.request("/")
-    return body if status == 200 else None
-
-
-def newest(app):
-    return sorted(app.backups.glob("*.dump"))[-1]
+from tests.e2e.backup.steps import add, make, newest, one_line_error, served
+from tests.harness import run, wait_for
 
 
 def test_a_backup_restores_the_rows_after_the_database_is_dropped(site, db):
@@ -207,28 +135,6 @@ def test_bad_files_are_refused_with_one_line_and_nothing_touched(site, db, tmp_p
     db.psql('DROP DATABASE "othersite"', database="postgres")
 
 
-def test_the_drill_passes_on_a_good_backup_and_fails_on_a_bad_one(site, db):
-    assert make(site, "backup").returncode == 0
-    drill = make(site, "restore-drill")
-    assert drill.returncode == 0, drill.stdout + drill.stderr
-    assert re.fullmatch(
-        r"drill: ok: \S+ restores; \d+ migrations as the code's; rows as dumped \(\d+ sites\)\n", drill.stdout
-    ), drill.stdout
-    # A backup recording a migration this code does not have (a newer version's).
-    db.psql("INSERT INTO django_migrations (app, name, applied) VALUES ('app', '0999_future', now())")
-    try:
-        assert make(site, "backup").returncode == 0
-    finally:
-        db.psql("DELETE FROM django_migrations WHERE name = '0999_future'")
-    bad = run(["scripts/restore.sh", "drill"], cwd=site.dir, check=False)  # what the timer runs
-    assert bad.returncode == 1
-    assert re.fullmatch(
-        r"drill: error: \S+: migrations differ from the code's \(1 apart\)", one_line_error(bad)
-    )
-    assert db.psql("SELECT count(*) FROM pg_database WHERE datname = 'sitekit_drill'") == "0"  # scratch gone
-    assert make(site, "backup").returncode == 0  # the newest is good again
-
-
 def test_retention_keeps_the_last_days_and_weeks_and_the_copy_hook_gets_each_backup(site, tmp_path):
     folder, target = tmp_path / "backups", tmp_path / "elsewhere"
     folder.mkdir(mode=0o700)
@@ -319,81 +225,3 @@ def test_the_schedule_installs_a_timer_or_a_cron_line_that_backs_up_and_drills(s
     ran = subprocess.run(["sh", "-c", command], capture_output=True, text=True)  # as cron would
     assert ran.returncode == 0 and ran.stderr == "", ran.stderr
     assert len(list(site.backups.glob("*.dump"))) == count + 1  # all of today's are kept
-
-
-MIGRATION = """from django.db import migrations, models
-
-
-class Migration(migrations.Migration):
-    dependencies = [("app", "{latest}")]
-    operations = [migrations.AddField("site", "{column}", models.TextField(null=True))]
-"""
-
-
-@pytest.fixture(scope="module")
-def deployed(e2e_root, host_db):
-    """A clone deployed as the VPS guide does it (revision v1 by make up), the database over TCP."""
-    with deployed_site(e2e_root, host_db, "sitekit-bkdeploy", f"bkdeploy_{SESSION}") as app:
-        app.backups = Path(envfile.parse((app.dir / ".env").read_text())["BACKUP_DIR"])
-        yield app
-
-
-def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deployed):
-    app = deployed
-    revision = lambda: app.nginx.request("/")[1]["X-Revision"]  # noqa: E731
-    columns = f"SELECT count(*) FROM information_schema.columns WHERE column_name = 'added_{SESSION}'"  # noqa: S608
-    add(app, "Before Migration")
-    # No migration to apply: no backup is needed, so an unwritable folder does not matter.
-    plain = app.make("deploy", REVISION="v2", BACKUP_DIR="/proc/nowhere")
-    assert plain.returncode == 0 and "back up" not in plain.stdout, plain.stdout + plain.stderr
-    assert revision() == "v2"
-
-    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
-    migration = app.dir / f"app/migrations/0999_added_{SESSION}.py"
-    migration.write_text(MIGRATION.format(latest=latest, column=f"added_{SESSION}"))
-    try:
-        failed = app.make("deploy", REVISION="v3", BACKUP_DIR="/proc/nowhere")
-        assert failed.returncode != 0
-        assert one_line_error(failed) == (
-            "deploy: error: the backup before v3's migrations failed: cannot create or write /proc/nowhere;"
-            f" {app.name}:v2 still serves, untouched"
-        )
-        assert revision() == "v2" and app.cluster.psql(columns, database=app.database) == "0"
-
-        deployed_v3 = app.make("deploy", REVISION="v3")
-        assert deployed_v3.returncode == 0, deployed_v3.stdout + deployed_v3.stderr
-        assert "--> back up the database: v3 has migrations it lacks" in deployed_v3.stdout
-    finally:
-        migration.unlink()
-    [before] = app.backups.glob("*-v2-before-v3.dump")
-    assert revision() == "v3" and app.cluster.psql(columns, database=app.database) == "1"
-    add(app, "After Migration")
-
-    # The way back (README, rollbacks): the code first, then the data from the backup before it.
-    assert app.make("rollback").returncode == 0 and revision() == "v2"
-    restored = app.make("restore", f"FILE={before.name}")
-    assert restored.returncode == 0, restored.stdout + restored.stderr
-    body = wait_for(lambda: served(app), timeout=90, what="the site to serve again")
-    assert "Before Migration" in body and "After Migration" not in body
-    assert app.cluster.psql(columns, database=app.database) == "0"  # the schema before v3
-
-
-def test_make_up_backs_up_before_migrations_too_and_a_failing_backup_stops_it(deployed):
-    app = deployed
-    revision = lambda: app.nginx.request("/")[1]["X-Revision"]  # noqa: E731
-    before = revision()
-    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
-    migration = app.dir / f"app/migrations/0999_upped_{SESSION}.py"
-    migration.write_text(MIGRATION.format(latest=latest, column=f"upped_{SESSION}"))
-    try:
-        failed = app.make("up", REVISION="v4", BACKUP_DIR="/proc/nowhere")
-        assert failed.returncode != 0
-        assert one_line_error(failed) == "backup: error: cannot create or write /proc/nowhere"
-        assert revision() == before  # nothing was started: the old container serves on
-        upped = app.make("up", REVISION="v4")
-        assert upped.returncode == 0, upped.stdout + upped.stderr
-    finally:
-        migration.unlink()
-    assert "make up: the new image has migrations the database lacks: a backup first" in upped.stdout
-    assert len(list(app.backups.glob(f"*-{before}-before-v4.dump"))) == 1
-    assert wait_for(lambda: revision() == "v4", timeout=60, what="v4 to serve")

@@ -3,6 +3,7 @@
 
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots nginx-site fail2ban account
+.PHONY: backup backups restore restore-drill backup-schedule
 
 COMPOSE ?= docker compose
 PYTHON ?= python3
@@ -34,9 +35,9 @@ FAIL2BAN_CLIENT ?= fail2ban-client
 JAIL_REFRESH = if [ -w $(FAIL2BAN_DIR)/jail.d/$(SITE)-admin.local ]; then $(MAKE) -s fail2ban; fi
 
 up: static data  ## build and start the site (no .env: the trial setup); prints its address, or why it failed
-	@REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
-		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)} \
-		COMPOSE="$(COMPOSE)" scripts/up.sh
+	@export REVISION=$${REVISION:-$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)} \
+		VERSION=$${VERSION:-$$(git describe --tags --always 2>/dev/null || echo dev)}; \
+		scripts/backup.sh before-start && COMPOSE="$(COMPOSE)" scripts/up.sh
 	@$(JAIL_REFRESH)
 
 build:  ## build the image alone (make up and make deploy build too), with a fresh base image (BUILD_PULL)
@@ -80,16 +81,32 @@ account: .env  ## (root) the site's own system account, named SITE: its uid:gid 
 	mkdir -p static data && chown -R $$uid:$$gid static data && chmod 755 static && chmod 700 data && \
 	echo "make account: $(SITE) is $$uid:$$gid (APP_UID, APP_GID in .env); ./static and ./data are its own"
 
-deploy: .env static data  ## upgrade with no dropped request: build, prepare, switch nginx (root; docs/deploy.md)
+deploy: .env static data  ## upgrade, or apply an edited .env, with no dropped request (root; docs/deploy.md)
 	scripts/deploy.sh deploy
 	@$(JAIL_REFRESH)
 
-rollback:  ## the previous deployed image back in service, the same way (or REV=<revision>)
+rollback:  ## back to the revision deployed before the serving one (deploy.log), never forward; or REV=<revision>
 	scripts/deploy.sh rollback $(REV)
 	@$(JAIL_REFRESH)
 
-status:  ## what serves (image, revision, health), the previous image, the kept ones, the last deploys
+status:  ## what serves (image, revision, health), the rollback target, the kept images, the last deploys
 	scripts/deploy.sh status
+
+# The database's backups (scripts/backup.sh; docs/backups.md). Settings BACKUP_* in .env.
+backup:  ## (root) dump the database now into BACKUP_DIR (/var/backups/<SITE>), with retention
+	scripts/backup.sh backup
+
+backups:  ## (root) the backups, newest first: size, age, revision
+	scripts/backup.sh list
+
+restore:  ## (root) FILE=<backup> (default: the newest) back into the site; it is down meanwhile
+	scripts/restore.sh restore $(FILE)
+
+restore-drill:  ## (root) restore the newest backup into a scratch database and check it; exit 0 or 1
+	scripts/restore.sh drill $(FILE)
+
+backup-schedule:  ## (root) install the nightly backup + drill: a systemd timer, or a cron line without systemd
+	scripts/backup.sh schedule
 
 down:  ## stop and remove the site's container
 	$(COMPOSE) down
@@ -163,3 +180,4 @@ lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every 
 
 bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see tests/bench/)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench
+	$(VENV)/bin/python -m tests.bench.backup

@@ -44,6 +44,11 @@ if __name__ == "__main__":
 REQUESTS_PER_WORKER = 10
 
 # After the checks: importing gunicorn's modules parses WEB_CONCURRENCY, with a traceback if bad.
+import asyncio  # noqa: E402
+import time  # noqa: E402
+
+from gunicorn.arbiter import Arbiter  # noqa: E402
+from uvicorn.server import Server  # noqa: E402
 from uvicorn_worker import UvicornWorker  # noqa: E402
 
 
@@ -74,6 +79,38 @@ class RequestLimit:
         await send({"type": "http.response.body", "body": self.page})
 
 
+class RecyclingServer(Server):
+    """uvicorn's server, but a worker recycled by max_requests closes no idle connection itself: closing
+    one races nginx sending a request on it, and nginx never retries a POST (a lost submission, 502)."""
+
+    recycling = False
+
+    async def shutdown(self, sockets=None):
+        if not self.should_exit:  # the request limit ended the main loop, not a signal
+            self.recycling = True  # from now on every answer says "Connection: close" (closing_app)
+            for server in self.servers:
+                server.close()  # accept no more connections: the other workers take them
+            # Each kept-alive connection ends with such an answer, or nginx closes it when idle
+            # (keepalive_timeout 4 s in nginx/site.conf; keepalive = 5 s below closes stragglers).
+            deadline = time.monotonic() + self.config.timeout_keep_alive + 1
+            while self.server_state.connections and not self.should_exit and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        await super().shutdown(sockets)
+
+    def closing_app(self, app):
+        """The ASGI app, its answers saying "Connection: close" once this worker is recycling."""
+
+        async def closing(scope, receive, send):
+            async def send_closing(message):
+                if self.recycling and message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+                await send(message)
+
+            await app(scope, receive, send_closing if scope["type"] == "http" else send)
+
+        return closing
+
+
 class DjangoUvicornWorker(UvicornWorker):
     """uvicorn's gunicorn worker with the ASGI lifespan protocol off (Django does not implement it;
     with "auto" every worker logs a misleading "ASGI 'lifespan' protocol appears unsupported"), and
@@ -84,6 +121,14 @@ class DjangoUvicornWorker(UvicornWorker):
     def load_wsgi(self):
         super().load_wsgi()
         self.wsgi = RequestLimit(self.wsgi, REQUESTS_PER_WORKER)  # 503, never a database out of slots
+
+    async def _serve(self):  # uvicorn-worker 0.4.0's, with the RecyclingServer above
+        server = RecyclingServer(config=self.config)
+        self.config.app = server.closing_app(self.wsgi)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 # Listen on all of the container's interfaces; compose publishes the port on the host's 127.0.0.1 only.

@@ -3,12 +3,15 @@
 # What serves is always compose project $SITE on APP_PORT (as `make up` starts it). A deploy:
 #  1. builds $SITE:<revision> and runs `prepare` from it (database, static files, migrations) before
 #     anything running is touched: if that fails, the old version serves on, untouched;
-#  2. starts it as project $SITE-next on APP_PORT+1, points nginx there (the upstream file, then a
-#     graceful reload) and waits until nginx holds no connection to APP_PORT;
+#  2. starts it as project $SITE-next on APP_PORT+1, asks it for the key pages (GATE_PATHS) as nginx
+#     would, points nginx there (the upstream file, then a graceful reload) and waits until nginx
+#     holds no connection to APP_PORT;
 #  3. recreates project $SITE with it, points nginx back, drains APP_PORT+1 and removes $SITE-next;
 #  4. tags it $SITE:latest (plain `docker compose` then runs what serves) and prunes old tags.
 # Why two containers: one cannot be replaced without a gap (docs/deploy.md). Needs root: it rewrites
 # /etc/nginx/$SITE-upstream.conf and signals nginx. DEPLOY_DIR keeps the lock and deploy.log.
+# A deploy of the revision that serves switches too when the configuration changed (.env, compose file).
+# A rollback goes back through deploy.log's successful deploys, one at a time, never forward.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +25,9 @@ port=$(setting APP_PORT 6868)
 next_port=$((port + 1))
 upstream=${NGINX_UPSTREAM:-/etc/nginx/$site-upstream.conf}  # what the site's nginx file includes
 read -ra nginx <<<"${NGINX:-nginx}"  # the nginx command, e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
-state=${DEPLOY_DIR:-.deploy}  # lock, deploy.log, previous: next to the clone
-keep=${KEEP_IMAGES:-3}  # the last deployed revisions whose images stay (deploy.log), besides the previous one
+state=${DEPLOY_DIR:-.deploy}  # lock and deploy.log: next to the clone
+keep=${KEEP_IMAGES:-3}  # the last deployed revisions whose images stay (deploy.log), besides the rollback target
+read -ra pages <<<"${GATE_PATHS:-/ /submit/ /admin/login/}"  # asked of a new version before nginx sends it anyone
 ready_seconds=${READY_SECONDS:-90}  # for /readyz: a first start may wait for the database
 drain_seconds=${DRAIN_SECONDS:-70}  # above nginx's proxy_read_timeout: the longest a request may run
 
@@ -51,6 +55,17 @@ named() { # IMAGE-ID: a tag of $site other than latest (which moves at each depl
   echo "$tag"
 }
 
+configuration() { # IMAGE: a hash of what it would run with: .env and the compose file, as compose resolves them
+  (unset REVISION VERSION BUILD_PULL && home "$1" config) | sha256sum | cut -c1-12  # (build-time values left out)
+}
+history() { # the revisions deployed, oldest first, as rollbacks leave them: a rollback to R drops what followed R
+  # deploy.log's columns: time, action, revision, who, outcome, seconds, what served before, configuration.
+  awk -F'\t' '$5 != "ok" { next }
+    $2 == "deploy" { if ($7 != "" && $7 != "-" && h[n] != $7) h[++n] = $7; if (h[n] != $3) h[++n] = $3 }
+    $2 == "rollback" { for (j = n; j > 0 && h[j] != $3; j--); if (j) n = j; else h[++n] = $3 }
+    END { for (i = 1; i <= n; i++) print h[i] }' "$state/deploy.log" 2>/dev/null || true
+}
+
 step() { # TITLE COMMAND...: run one step, print its duration; on failure show the end of its output
   local title=$1 started output status=0
   printf -- '--> %s\n' "$title"
@@ -68,8 +83,23 @@ step() { # TITLE COMMAND...: run one step, print its duration; on failure show t
   printf '    %s in %d.%d s\n' "$verdict" $((ms / 1000)) $((ms % 1000 / 100))
   return "$status"
 }
-readyz() { # PORT: the HTTP status of GET /readyz on that loopback port (bash only, no curl)
-  timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && head -c 12 <&3" 2>/dev/null | cut -d' ' -f2
+get() { # PORT PATH [HEADERS]: the HTTP status of GET PATH on that loopback port (bash only, no curl)
+  # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+  timeout 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "GET %s HTTP/1.0\r\n%s\r\n" "$2" "$3" >&3 &&
+    head -c 12 <&3' _ "$1" "$2" "${3:-}" 2>/dev/null | cut -d' ' -f2
+}
+readyz() { get "$1" /readyz; }  # PORT
+gate() { # PORT: the key pages, asked as nginx asks (the site's Host, https): a 5xx, 400 or no answer refuses it
+  local host path code
+  # The container's ALLOWED_HOSTS comes from .env alone (env_file), whatever this shell holds: its first name.
+  host=$(sed -n 's/^ALLOWED_HOSTS=//p' .env 2>/dev/null | tail -n 1 | cut -d, -f1 | tr -d ' "'"'")
+  host=${host#.} && host=${host/#\*/localhost} && host=${host:-localhost}
+  for path in "${pages[@]}"; do
+    code=$(get "$1" "$path" "Host: $host"$'\r\n'"X-Forwarded-Proto: https"$'\r\n')
+    # 400: Django refused the site's own name (ALLOWED_HOSTS), as it would every visitor's request.
+    [[ -n $code && $code != 5* && $code != 400 ]] || { echo "error: GET $path (Host $host, https) answered ${code:-nothing}"; return 1; }
+    echo "GET $path: $code"
+  done
 }
 wait_ready() { # PROJECT PORT: until it answers 200; fail fast when its container exits or restarts
   local deadline=$((SECONDS + ready_seconds)) id
@@ -103,28 +133,44 @@ drain() { # PORT: until nginx holds no connection to it (old workers exit once t
 }
 
 switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
-  local image=$1 id old='' serving
+  local image=$1 id old='' serving recorded
   rev=${image##*:}
+  config=$(configuration "$image") || fail "docker compose config failed: check .env and docker-compose.yml"
   id=$(container "$site")
   if [[ -n $id && $(docker inspect -f '{{.State.Running}}' "$id") == true ]]; then
     old=$(named "$(docker inspect -f '{{.Image}}' "$id")")
+    from=${old##*:}
     if [[ $(docker image inspect -f '{{.Id}}' "$image") == $(docker inspect -f '{{.Image}}' "$id") &&
       $(upstream_port) == "$port" && $(readyz "$port") == 200 ]]; then
-      echo "$rev already serves: nothing to do"
-      outcome=unchanged
-      return
+      # The configuration the last successful deploy or rollback recorded (deploy.log's 8th column).
+      recorded=$(awk -F'\t' '$5 == "ok" { c = $8 } END { print c }' "$state/deploy.log" 2>/dev/null || true)
+      if [[ $config == "$recorded" ]]; then
+        echo "$rev already serves with this configuration: nothing to do"
+        outcome=unchanged
+        return
+      fi
+      [[ -n $recorded ]] || recorded="none recorded yet"
+      echo "$rev serves, but not with this configuration (.env, docker-compose.yml; recorded: $recorded): switching to it"
     fi
   fi
   serving="${old:-the old version} still serves"
   # An nginx that does not read the upstream file would never leave the old container: refuse first.
   "${nginx[@]}" -T 2>/dev/null | grep -F "# configuration file $upstream:" >/dev/null ||  # not -q: SIGPIPE
     fail "nginx does not include $upstream: install the site's nginx file (make nginx-site; README, VPS guide)"
+  # Migrations the database lacks: a backup first (scripts/backup.sh), so `make restore` can undo them.
+  # A database out of reach has nothing to keep: prepare, next, says why.
+  if [[ $(setting BACKUP_BEFORE_MIGRATIONS true) == true ]] && next "$image" run --rm --no-deps -T --entrypoint sh \
+    app -c 'python manage.py check_database && ! python manage.py migrate --check' >/dev/null 2>&1; then
+    step "back up the database: $rev has migrations it lacks" scripts/backup.sh backup "before-$rev" ||
+      { discard_next "$image"; fail "the backup before $rev's migrations failed: ${cause:-see above}; $serving, untouched"; }
+  fi
   step "prepare $rev from its image: database, static files, migrations (nothing running is touched)" \
     next "$image" run --rm --no-deps -T app prepare ||
     { discard_next "$image"; fail "$rev failed to prepare: ${cause:-see above}; $serving, untouched"; }
   if [[ -n $old && $(upstream_port) != "$next_port" ]]; then  # something serves: hand over to -next first
     if ! { step "start $rev as $site-next (127.0.0.1:$next_port)" next "$image" up -d --no-build --pull never --force-recreate &&
       step "wait until $site-next answers /readyz" wait_ready "$site-next" "$next_port" &&
+      step "ask $site-next for ${pages[*]} as nginx would (any 5xx refuses it)" gate "$next_port" &&
       step "point nginx at $site-next and reload it gracefully" point_nginx "$next_port"; }; then
       discard_next "$image"
       fail "$rev did not take over: ${cause:-see above}; $serving"
@@ -134,19 +180,19 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   fi
   if ! { step "recreate $site with $rev (127.0.0.1:$port)" home "$image" up -d --no-build --pull never --force-recreate &&
     step "wait until $site answers /readyz" wait_ready "$site" "$port" &&
+    step "ask $site for ${pages[*]} as nginx would (any 5xx refuses it)" gate "$port" &&
     step "point nginx back at $site and reload it gracefully" point_nginx "$port"; }; then
     fail "$site did not come back with $rev: ${cause:-see above}; $serving"
   fi
   step "wait until nginx has no connection left to 127.0.0.1:$next_port" drain "$next_port"
   step "remove $site-next" next "$image" down || echo "warning: $site-next did not stop cleanly; $rev serves"
-  [[ -z $old ]] || echo "$old" >"$state/previous"
   docker tag "$image" "$site:latest"
   echo "$rev serves (127.0.0.1:$port)"
 }
-prune() { # untag $site's images but the serving, the previous and the last $keep deployed (deploy.log)
-  local keep_list tag previous
-  previous=$(cat "$state/previous" 2>/dev/null) || true
-  keep_list=" latest $rev ${previous##*:} $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
+prune() { # untag $site's images but the serving, the rollback target and the last $keep deployed (deploy.log)
+  local keep_list tag target=${from:-}
+  [[ $target != "$rev" ]] || target=$(history | tail -n 2 | head -n 1)  # the same revision: the one before it
+  keep_list=" latest $rev $target $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
     tail -n "$keep" | tr '\n' ' ') "
   docker image ls "$site" --format '{{.Tag}}' | while read -r tag; do
     [[ $tag == "<none>" || $keep_list == *" $tag "* ]] || docker image rm "$site:$tag" >/dev/null || echo "kept $site:$tag"
@@ -167,8 +213,8 @@ begin() { # ACTION: tools, root, the lock (a second deploy refuses at once), the
   who=${SUDO_USER:-$(id -un)}
   echo "$action by $who since $(date -u +%FT%TZ), pid $$" >"$state/lock.holder"
   outcome=failed
-  trap 'printf "%s\t%s\t%s\t%s\t%s\t%ss\n" "$(date -u +%FT%TZ)" "$action" "${rev:-?}" "$who" \
-    "$outcome${failed_step:+: $failed_step}" "$SECONDS" >>"$state/deploy.log"' EXIT
+  trap 'printf "%s\t%s\t%s\t%s\t%s\t%ss\t%s\t%s\n" "$(date -u +%FT%TZ)" "$action" "${rev:-?}" "$who" \
+    "$outcome${failed_step:+: $failed_step}" "$SECONDS" "${from:--}" "${config:--}" >>"$state/deploy.log"' EXIT
 }
 
 case "${1:-}" in
@@ -183,13 +229,22 @@ case "${1:-}" in
       fail "the build failed: ${cause:-see above}; nothing running was touched"
     switch_to "$site:$rev"
     [[ $outcome == unchanged ]] || outcome=ok
-    step "prune images of $site (keep the last $keep, the serving and the previous)" prune
+    step "prune images of $site (keep the last $keep, the serving and the rollback target)" prune
     ;;
   rollback)
     begin rollback
-    if [[ -n ${2:-} ]]; then image=$site:$2; else image=$(cat "$state/previous" 2>/dev/null) || true; fi
-    [[ -n $image ]] || fail "no previous revision recorded: name one, make rollback REV=<revision>"
-    rev=${image##*:}
+    if [[ -n ${2:-} ]]; then
+      rev=$2
+      echo "rolling back to $rev, as named"
+    else
+      mapfile -t deployed < <(history)
+      n=${#deployed[@]}
+      ((n >= 2)) || fail "no revision deployed before ${deployed[0]:-this one} in $state/deploy.log: name one, make rollback REV=<revision>"
+      rev=${deployed[n - 2]}
+      further="nowhere (none deployed earlier)" && ((n < 3)) || further="back to ${deployed[n - 3]}"
+      echo "rolling back from ${deployed[n - 1]} to $rev, deployed before it; another make rollback goes $further"
+    fi
+    image=$site:$rev
     docker image inspect "$image" >/dev/null 2>&1 ||
       fail "no image $image on this host; kept: $(docker image ls "$site" --format '{{.Tag}}' | tr '\n' ' ')"
     switch_to "$image"
@@ -203,7 +258,9 @@ case "${1:-}" in
     done
     shown=$(upstream_port)
     printf 'nginx        %s (%s)\n' "${shown:+127.0.0.1:}${shown:-no upstream file}" "$upstream"
-    printf 'previous     %s (make rollback goes back to it)\n' "$(cat "$state/previous" 2>/dev/null || echo none)"
+    mapfile -t deployed < <(history)
+    target=none && ((${#deployed[@]} < 2)) || target=$site:${deployed[${#deployed[@]} - 2]}
+    printf 'rollback to  %s (make rollback; deployed, oldest first: %s)\n' "$target" "${deployed[*]:-none}"
     printf 'images       %s\n' "$(docker image ls "$site" --format '{{.Tag}}' | tr '\n' ' ')"
     [[ ! -s $state/deploy.log ]] || { echo "last deploys ($state/deploy.log):"; tail -n 5 "$state/deploy.log"; }
     ;;

@@ -6,6 +6,7 @@ deploy tests, the several-sites test and the deploy benchmark."""
 import contextlib
 import os
 import socket
+from pathlib import Path
 
 from tests.harness import Nginx, Stack, free_port, record_build, run, site_env
 
@@ -36,6 +37,7 @@ def deployed_site(root, cluster, name, database, *, domain="localhost", beside=N
     env = site_env(
         cluster, nginx.https_port, DB_NAME=database, ALLOWED_HOSTS=domain, CSRF_TRUSTED_ORIGINS=origins
     )
+    env["BACKUP_DIR"] = str(Path(root) / f"backups-{app.name}")  # a deploy's backup before migrations
     app.write_env(env)
     tools = {**os.environ, "NGINX": f"nginx -p {nginx.dir} -c {nginx.dir}/nginx.conf"}
     tools["NGINX_UPSTREAM"] = str(nginx.upstream)

@@ -4,6 +4,7 @@ error, and the X-Revision that served it), and the submissions checked against P
 
 import functools
 import http.client
+import itertools
 import random
 import re
 import secrets
@@ -65,18 +66,20 @@ class KeepAlive:
 
 class Load:
     """GETs of / from two threads on a new connection each, from two more on kept-alive connections
-    with pauses between (a connection idle at a switch), and form submissions from a fifth, through
+    with pauses between (a connection idle at a switch), and form submissions from `writers` more, through
     nginx over HTTPS, until stopped. Every answer is kept: (kind, status or connection error,
     revision, time)."""
 
-    def __init__(self, app):
-        """app: a Stack with .nginx in front of it, and .cluster and .database it stores rows in."""
+    def __init__(self, app, *, writers=1):
+        """app: a Stack with .nginx in front of it, and .cluster and .database it stores rows in.
+        writers: threads submitting forms (each submission from an address of its own)."""
         self.app, self.tag = app, f"deploy-{secrets.token_hex(4)}"
         self.answers, self.posted, self.running = [], [], True
+        self.numbers = itertools.count()  # each submission's URL is unique across writer threads
         self.kept_alive = [KeepAlive(app.nginx, fresh_client()) for _ in range(2)]
         self.threads = [threading.Thread(target=self.reader) for _ in range(2)]
         self.threads += [threading.Thread(target=self.browser, args=(conn,)) for conn in self.kept_alive]
-        self.threads.append(threading.Thread(target=self.writer))
+        self.threads += [threading.Thread(target=self.writer) for _ in range(writers)]
 
     def __enter__(self):
         for thread in self.threads:
@@ -124,7 +127,7 @@ class Load:
             status, page = self.note("GET", functools.partial(browser.request, form))
             if status != 200:
                 continue
-            url = f"https://{self.tag}-{len(self.posted)}.example"
+            url = f"https://{self.tag}-{next(self.numbers)}.example"
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
             body = urlencode(
                 {"csrfmiddlewaretoken": token, "name": "Deploy load", "url": url, "description": "x"}

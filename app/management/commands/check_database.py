@@ -123,7 +123,8 @@ class Command(BaseCommand):
                 time.sleep(pause)
         if wait:
             self.stderr.write(
-                f"error: database still unreachable after {attempts} attempts; "
-                "giving up (the restart policy will try again)"
+                # No "will try again": true of a container's start (its restart policy), not of a
+                # deploy's one-off prepare, which stops there.
+                f"error: database still unreachable after {attempts} attempts; giving up"
             )
         sys.exit(1)

@@ -38,8 +38,8 @@ class Nginx:
             r"/etc/letsencrypt/live/[^/]+/privkey\.pem": str(self.key),
             r"/var/www/letsencrypt": str(self.dir),
         })  # fmt: skip
-        if not beside:
-            self._point(self.dir / "sites-enabled" / "default-server.conf", {})
+        # make nginx-site installs the clone's catch-all each time (the newest replaces the host's).
+        self._point(self.dir / "sites-enabled" / "default-server.conf", {})
         user = "user www-data;" if os.geteuid() == 0 else ""
         (self.dir / "nginx.conf").write_text(f"""
 {user}

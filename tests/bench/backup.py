@@ -56,7 +56,7 @@ def timed(argv, cwd):
 
 def measure(mib):
     root = Path(tempfile.mkdtemp(prefix="sitekit-bench-backup-"))
-    cluster = admin_role(peer_database())
+    cluster = admin_role(peer_database("www-data"))  # backup.sh dumps as APP_UID: unset, 33 (www-data)
     try:
         with open(cluster.data / "postgresql.conf", "a") as conf:  # durable, as a VPS's server is
             conf.write("fsync = on\nsynchronous_commit = on\nfull_page_writes = on\nmax_wal_size = 4GB\n")

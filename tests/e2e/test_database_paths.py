@@ -49,19 +49,8 @@ def socket_stack(e2e_root, stack, peer_db):
     assert app.name == ACCOUNT
     app.nginx = Nginx(e2e_root, app)
     app.write_env(site_env(peer_db, app.nginx.https_port, **socket_env(peer_db)))
-    try:
-        app.make_account()
-        app.up()
-    except AssertionError:
-        print(app.logs())
-        app.remove_account()
-        raise
-    app.nginx.start()
-    yield app
-    print(app.logs()[-3000:])
-    app.nginx.stop()
-    app.down()
-    app.remove_account()
+    with app.serving_as_its_account():
+        yield app
 
 
 def test_socket_and_peer_serve_the_site_with_no_password_and_no_tcp(socket_stack, peer_db):

@@ -158,6 +158,26 @@ class Stack:
     def remove_account(self):
         run(["userdel", self.name], check=False)  # its group goes with it
 
+    @contextlib.contextmanager
+    def serving_as_its_account(self):
+        """The production path's start: its own account, up and healthy, its nginx (self.nginx) in
+        front; afterwards all of it stopped and the account removed."""
+        try:
+            self.make_account()
+            self.up()
+        except AssertionError:
+            print(self.logs())
+            self.remove_account()
+            raise
+        self.nginx.start()
+        try:
+            yield self
+        finally:
+            print(self.logs()[-3000:])
+            self.nginx.stop()
+            self.down()
+            self.remove_account()
+
     def compose(self, *args, check=True, timeout=600):
         """docker compose in the copy, on the stack's project."""
         argv = ["docker", "compose", "-p", self.name, *args]

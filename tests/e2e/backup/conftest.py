@@ -30,16 +30,5 @@ def site(e2e_root, stack, db):
     app.write_env(site_env(db, app.nginx.https_port, **socket_env(db), BACKUP_DIR=str(app.backups)))
     app.site = envfile.parse((app.dir / ".env").read_text()).get("SITE", "sitekit")
     app.db = db
-    try:
-        app.make_account()
-        app.up()
-    except AssertionError:
-        print(app.logs())
-        app.remove_account()
-        raise
-    app.nginx.start()
-    yield app
-    print(app.logs()[-3000:])
-    app.nginx.stop()
-    app.down()
-    app.remove_account()
+    with app.serving_as_its_account():
+        yield app

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from tests.harness import BASE_IMAGE, Nginx, Stack, cleanup, host_database, run, site_env, workdir
+from tests.harness.registry import local_registry
 
 
 def pytest_collection_modifyitems(items):
@@ -28,6 +29,15 @@ def docker():
             )
     yield
     cleanup()
+
+
+@pytest.fixture
+def registry(docker, tmp_path):
+    """A local image registry (stands in for Docker Hub or GHCR); its address, `localhost:PORT`."""
+    with local_registry(tmp_path) as address:
+        if address is None:
+            pytest.skip("docker-registry is not installed: run .ci/provision")
+        yield address
 
 
 @pytest.fixture(scope="session")

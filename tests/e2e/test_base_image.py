@@ -6,13 +6,8 @@ A local registry (Debian's docker-registry) stands in for Docker Hub; the "base 
 session's base with a version file added."""
 
 import os
-import shutil
-import subprocess
 
-import pytest
-
-from tests.harness import BASE_IMAGE, SESSION, Stack, free_port, record_build, run, wait_for
-from tests.harness.pg import reachable
+from tests.harness import BASE_IMAGE, SESSION, Stack, record_build, run
 
 VERSION_FILE = "/etc/sitekit-base-version"
 
@@ -48,29 +43,6 @@ def build(app, *argv):
 
 def version_in(image):
     return run(["docker", "run", "--rm", "--entrypoint", "cat", image, VERSION_FILE]).stdout.strip()
-
-
-@pytest.fixture
-def registry(docker, tmp_path):
-    binary = shutil.which("docker-registry")
-    if not binary:
-        pytest.skip("docker-registry is not installed: run .ci/provision")
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {tmp_path}/data}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    # Quiet: it logs every "blob unknown" a push checks for as an error.
-    server = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for(lambda: reachable("127.0.0.1", port), 30, what="the registry")
-        yield f"localhost:{port}"  # Docker allows plain HTTP to a registry on 127.0.0.0/8
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_a_build_picks_up_the_newer_base_image_from_its_registry(registry, e2e_root):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Upgrades with no dropped request, rollbacks, status: make deploy | rollback [REV=..] | status.
+# Upgrades with no dropped request, rollbacks, status: make deploy [IMAGE=..] | rollback [REV=..] | status.
 # What serves is always compose project $SITE on APP_PORT (as `make up` starts it). A deploy:
-#  1. builds $SITE:<revision> and runs `prepare` from it (database, static files, migrations) before
-#     anything running is touched: if that fails, the old version serves on, untouched;
+#  1. builds $SITE:<revision> (or pulls IMAGE by digest) and runs `prepare` from it (database, static
+#     files, migrations) before anything running is touched: if that fails, the old version serves on;
 #  2. starts it as project $SITE-next on APP_PORT+1, asks it for the key pages (GATE_PATHS) as nginx
 #     would, points nginx there (the upstream file, then a graceful reload) and waits until nginx
 #     holds no connection to APP_PORT;
@@ -26,7 +26,7 @@ next_port=$((port + 1))
 upstream=${NGINX_UPSTREAM:-/etc/nginx/$site-upstream.conf}  # what the site's nginx file includes
 read -ra nginx <<<"${NGINX:-nginx}"  # the nginx command, e.g. NGINX="nginx -p /srv/x -c /srv/x/nginx.conf"
 state=${DEPLOY_DIR:-.deploy}  # lock and deploy.log: next to the clone
-keep=${KEEP_IMAGES:-3}  # the last deployed revisions whose images stay (deploy.log), besides the rollback target
+keep=${KEEP_IMAGES:-3}  # the last deployed images that stay (deploy.log), besides the rollback target
 read -ra pages <<<"${GATE_PATHS:-/ /submit/ /admin/login/}"  # asked of a new version before nginx sends it anyone
 ready_seconds=${READY_SECONDS:-90}  # for /readyz: a first start may wait for the database
 drain_seconds=${DRAIN_SECONDS:-70}  # above nginx's proxy_read_timeout: the longest a request may run
@@ -44,15 +44,10 @@ container() { # PROJECT: its app container (not a one-off `compose run` one, suc
 }
 upstream_port() { sed -n 's/^[[:space:]]*server 127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$upstream" 2>/dev/null | head -n 1 || true; }
 revision() { docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$1"; }
-named() { # IMAGE-ID: a tag of $site other than latest (which moves at each deploy); made from its revision if none
-  local tag
-  tag=$(docker image inspect -f '{{range .RepoTags}}{{println .}}{{end}}' "$1" | grep "^$site:" | grep -v ':latest$' | head -n 1) ||
-    {
-      tag=$(revision "$1") && tag=$site:${tag:-unknown}
-      ! docker image inspect "$tag" >/dev/null 2>&1 || tag=$tag-${1:7:12}  # that name is another build's
-      docker tag "$1" "$tag"
-    }
-  echo "$tag"
+pull() { # REF: a registry's image, by digest; refused with one line (scripts/image.sh), nothing touched
+  printf -- '--> pull %s\n' "$1"
+  image=$(IMAGE_CALLER=$action scripts/image.sh pull "$1" "$site") || exit 1
+  printf '    %s, revision %s\n' "$image" "$(revision "$image")"
 }
 
 configuration() { # IMAGE: a hash of what it would run with: .env and the compose file, as compose resolves them
@@ -134,12 +129,12 @@ drain() { # PORT: until nginx holds no connection to it (old workers exit once t
 
 switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   local image=$1 id old='' serving recorded
-  rev=${image##*:}
+  rev=${image#"$site:"}  # a revision, or a pulled image's digest reference
   config=$(configuration "$image") || fail "docker compose config failed: check .env and docker-compose.yml"
   id=$(container "$site")
   if [[ -n $id && $(docker inspect -f '{{.State.Running}}' "$id") == true ]]; then
-    old=$(named "$(docker inspect -f '{{.Image}}' "$id")")
-    from=${old##*:}
+    old=$(scripts/image.sh name "$site" "$id")
+    from=${old#"$site:"}
     if [[ $(docker image inspect -f '{{.Id}}' "$image") == $(docker inspect -f '{{.Image}}' "$id") &&
       $(upstream_port) == "$port" && $(readyz "$port") == 200 ]]; then
       # The configuration the last successful deploy or rollback recorded (deploy.log's 8th column).
@@ -190,16 +185,13 @@ switch_to() { # IMAGE: the deploy proper, shared by deploy and rollback
   echo "$rev serves (127.0.0.1:$port)"
 }
 prune() { # untag $site's images but the serving, the rollback target and the last $keep deployed (deploy.log)
-  local keep_list tag target=${from:-}
+  local target=${from:-} kept
   [[ $target != "$rev" ]] || target=$(history | tail -n 2 | head -n 1)  # the same revision: the one before it
-  keep_list=" latest $rev $target $(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null |
-    tail -n "$keep" | tr '\n' ' ') "
-  docker image ls "$site" --format '{{.Tag}}' | while read -r tag; do
-    [[ $tag == "<none>" || $keep_list == *" $tag "* ]] || docker image rm "$site:$tag" >/dev/null || echo "kept $site:$tag"
-  done
+  mapfile -t kept < <(awk -F'\t' '$5 == "ok" { print $3 }' "$state/deploy.log" 2>/dev/null | tail -n "$keep")
+  scripts/image.sh prune "$site" "$rev" "$target" "${kept[@]}"
 }
 
-begin() { # ACTION: tools, root, the lock (a second deploy refuses at once), the log line at the end
+begin() { # ACTION [COMMAND..]: tools, root, the lock (a second deploy refuses at once), COMMAND, the log line at the end
   action=$1
   local target=$upstream tool
   for tool in docker flock ss; do  # ss: iproute2, flock: util-linux (both in Debian/Ubuntu's base)
@@ -212,6 +204,7 @@ begin() { # ACTION: tools, root, the lock (a second deploy refuses at once), the
   flock -n 9 || fail "another deploy or rollback is running ($(cat "$state/lock.holder" 2>/dev/null)); try again when it ends"
   who=${SUDO_USER:-$(id -un)}
   echo "$action by $who since $(date -u +%FT%TZ), pid $$" >"$state/lock.holder"
+  "${@:2}"  # (a pull) before the log line is armed: its refusal leaves deploy.log as it was
   outcome=failed
   trap 'printf "%s\t%s\t%s\t%s\t%s\t%ss\t%s\t%s\n" "$(date -u +%FT%TZ)" "$action" "${rev:-?}" "$who" \
     "$outcome${failed_step:+: $failed_step}" "$SECONDS" "${from:--}" "${config:--}" >>"$state/deploy.log"' EXIT
@@ -219,15 +212,20 @@ begin() { # ACTION: tools, root, the lock (a second deploy refuses at once), the
 
 case "${1:-}" in
   deploy)
-    rev=${REVISION:-$(git rev-parse --short=12 HEAD 2>/dev/null)} || true
-    [[ -n $rev ]] || fail "not a git checkout: name the version, e.g. REVISION=v1.2 make deploy"
-    if [[ -z ${REVISION:-} && -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
-      rev=$rev-dirty-$(date -u +%Y%m%d%H%M%S)  # uncommitted changes: never reuse the commit's tag
+    if [[ -n ${2:-} ]]; then  # IMAGE=: the registry's image (the one CI tested), pulled, never built here
+      begin deploy pull "$2"
+    else
+      rev=${REVISION:-$(git rev-parse --short=12 HEAD 2>/dev/null)} || true
+      [[ -n $rev ]] || fail "not a git checkout: name the version, e.g. REVISION=v1.2 make deploy"
+      if [[ -z ${REVISION:-} && -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+        rev=$rev-dirty-$(date -u +%Y%m%d%H%M%S)  # uncommitted changes: never reuse the commit's tag
+      fi
+      begin deploy
+      step "build $site:$rev" env REVISION="$rev" APP_IMAGE="$site:$rev" docker compose -p "$site" build app ||
+        fail "the build failed: ${cause:-see above}; nothing running was touched"
+      image=$site:$rev
     fi
-    begin deploy
-    step "build $site:$rev" env REVISION="$rev" APP_IMAGE="$site:$rev" docker compose -p "$site" build app ||
-      fail "the build failed: ${cause:-see above}; nothing running was touched"
-    switch_to "$site:$rev"
+    switch_to "$image"
     [[ $outcome == unchanged ]] || outcome=ok
     step "prune images of $site (keep the last $keep, the serving and the rollback target)" prune
     ;;
@@ -245,6 +243,7 @@ case "${1:-}" in
       echo "rolling back from ${deployed[n - 1]} to $rev, deployed before it; another make rollback goes $further"
     fi
     image=$site:$rev
+    [[ $rev != *@sha256:* ]] || pull "$rev"  # a digest reference: pulled again if pruned
     docker image inspect "$image" >/dev/null 2>&1 ||
       fail "no image $image on this host; kept: $(docker image ls "$site" --format '{{.Tag}}' | tr '\n' ' ')"
     switch_to "$image"
@@ -254,15 +253,16 @@ case "${1:-}" in
     for project in "$site" "$site-next"; do
       id=$(container "$project")
       [[ -n $id ]] || continue
-      printf '%-12s %s\n' "$project" "$(docker inspect -f '{{.Config.Image}} revision {{index .Config.Labels "org.opencontainers.image.revision"}} {{.State.Status}}{{if and .State.Running .State.Health}} ({{.State.Health.Status}}){{end}}' "$id")"
+      printf '%-12s %s\n' "$project" "$(docker inspect -f '{{.Config.Image}} revision {{index .Config.Labels "org.opencontainers.image.revision"}}{{with index .Config.Labels "org.opencontainers.image.version"}}{{if ne . "dev"}} version {{.}}{{end}}{{end}} {{.State.Status}}{{if and .State.Running .State.Health}} ({{.State.Health.Status}}){{end}}' "$id")"
     done
     shown=$(upstream_port)
     printf 'nginx        %s (%s)\n' "${shown:+127.0.0.1:}${shown:-no upstream file}" "$upstream"
     mapfile -t deployed < <(history)
-    target=none && ((${#deployed[@]} < 2)) || target=$site:${deployed[${#deployed[@]} - 2]}
+    target=none && ((${#deployed[@]} < 2)) || target=${deployed[${#deployed[@]} - 2]}
+    [[ $target == none || $target == *@* ]] || target=$site:$target  # a digest reference is its own name
     printf 'rollback to  %s (make rollback; deployed, oldest first: %s)\n' "$target" "${deployed[*]:-none}"
     printf 'images       %s\n' "$(docker image ls "$site" --format '{{.Tag}}' | tr '\n' ' ')"
     [[ ! -s $state/deploy.log ]] || { echo "last deploys ($state/deploy.log):"; tail -n 5 "$state/deploy.log"; }
     ;;
-  *) fail "usage: scripts/deploy.sh deploy | rollback [REVISION] | status" ;;
+  *) fail "usage: scripts/deploy.sh deploy [IMAGE] | rollback [REVISION] | status" ;;
 esac

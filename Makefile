@@ -81,11 +81,11 @@ account: .env  ## (root) the site's own system account, named SITE: its uid:gid 
 	mkdir -p static data && chown -R $$uid:$$gid static data && chmod 755 static && chmod 700 data && \
 	echo "make account: $(SITE) is $$uid:$$gid (APP_UID, APP_GID in .env); ./static and ./data are its own"
 
-deploy: .env static data  ## upgrade, or apply an edited .env, with no dropped request (root; docs/deploy.md); IMAGE=<repo>@sha256:..: CI's image, pulled, not built
+deploy: .env static data  ## upgrade, or apply an edited .env, with no dropped request (root); IMAGE=<repo>@sha256:..: CI's image, not built
 	scripts/deploy.sh deploy $(IMAGE)
 	@$(JAIL_REFRESH)
 
-rollback:  ## back to the revision deployed before the serving one (deploy.log), never forward; or REV=<revision>
+rollback:  ## back to the revision deployed before the serving one (deploy.log), never forward; or REV=<revision or repo@sha256:..>
 	scripts/deploy.sh rollback $(REV)
 	@$(JAIL_REFRESH)
 

@@ -1,5 +1,5 @@
 """The deploy tests' one clone, shared by the files in this folder (test_deploy.py first, then
-test_refusals.py): `make up` once, its own image built once."""
+test_refusals.py, then test_registry.py): `make up` once, its own image built once."""
 
 import pytest
 

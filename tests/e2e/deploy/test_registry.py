@@ -69,7 +69,9 @@ def test_a_deploy_by_digest_pulls_what_ci_pushed_and_a_rollback_returns_to_the_p
         status = assert_serves(site, second_digest, "ci-2", "1.1.0")
         assert re.search(rf"^rollback to +{re.escape(first_digest)} ", status, re.M), status
         assert last_log_line(site) == ["deploy", second_digest, "root", "ok"]
-        assert present(first_digest)
+        tags = run(["docker", "image", "ls", site.name, "--format", "{{.Tag}}"]).stdout.split()
+        kept = {"latest", *(f"sha256-{digest.split(':')[-1]}" for digest in (first_digest, second_digest))}
+        assert set(tags) == kept and present(first_digest)  # all else pruned: builds and pulls alike
         assert not present(second)  # no tag left behind: pulled by its digest
 
         # Pruned by hand meanwhile (docker image prune -a, say): the rollback pulls it again.

@@ -7,7 +7,7 @@
 #   prune SITE KEEP...      untag SITE's images but KEEP's (revisions or digest references); a pulled one goes whole
 # Errors: one line on stderr ("$IMAGE_CALLER: error: ..."), exit 1, nothing changed.
 set -euo pipefail
-shopt -s inherit_errexit  # a failure inside \$(...) ends the script too: one error line, not two
+shopt -s inherit_errexit  # a failure inside $(...) ends the script too: one error line, not two
 
 fail() { echo "${IMAGE_CALLER:-image}: error: $*" >&2; exit 1; }
 part='[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*'  # a path component of a repository name (the distribution spec's grammar)

@@ -49,7 +49,10 @@ def freshness_problems(directory, image=BASE_IMAGE):
         timeout=900,
     )
     if result.returncode != 0:
-        return [f"the lock no longer resolves (pip-compile in {image} failed):\n{result.stderr[-3000:]}"]
+        return [
+            f"the lock no longer resolves, or PyPI is out of reach (pip-compile in {image} failed):\n"
+            + result.stderr[-3000:]
+        ]
     problems = []
     for name in LOCKFILES:
         fresh = (directory / name).read_text()

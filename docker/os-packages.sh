@@ -17,8 +17,10 @@ if command -v apk >/dev/null 2>&1; then
   apk add --no-cache $apk_packages
 else
   # Debian's own Python (the offline base image) ships its headers separately; python:*-slim has them.
-  if [ "$1" = build ] && dpkg-query -W -f='${Status}' python3 2>/dev/null | grep -q installed; then
-    apt_packages="$apt_packages libpython3-dev"
+  # Those of the Python that runs, not the suite's default: e.g. 3.14 on a suite whose python3 is 3.13.
+  version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  if [ "$1" = build ] && [ "$(dpkg-query -W -f='${Status}' "python$version" 2>/dev/null)" = "install ok installed" ]; then
+    apt_packages="$apt_packages libpython$version-dev"
   fi
   apt-get update
   # shellcheck disable=SC2086

@@ -1,8 +1,10 @@
 """What CI must refuse before anything ships: pins that no longer follow their .in files, a model
 change without its migration, and a pin with a known vulnerability."""
 
+import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,32 +19,89 @@ CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 LOCKFILES = ("requirements.txt", "requirements-test.txt", "requirements-dev.txt")  # each layer on the last
 
 
-@pytest.mark.slow  # a pip-compile in the base image: about 30 s
-def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
-    """Recompile a copy with `make lock`'s script in the base image; pip-compile keeps every pin
-    that still satisfies the .in files, so any difference means a .txt is out of date."""
+LOCK_INPUTS = (  # what `make lock` reads and writes
+    *(Path(lock).with_suffix(".in").name for lock in LOCKFILES),
+    *LOCKFILES,
+    "docker/os-packages.sh",
+    "scripts/pip-compile.sh",  # what `make lock` runs
+)
+
+
+def lock_copy(directory):
+    """A copy of the lock's inputs and lockfiles in `directory`, to recompile (or spoil) there."""
     if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode:
         pytest.skip("no Docker engine to run the base image in: run .ci/provision")
-    image = BASE_IMAGE  # the base the container builds on, as `make lock` uses it
-    script = "scripts/pip-compile.sh"  # what `make lock` runs
-    for name in (
-        *(Path(lock).with_suffix(".in").name for lock in LOCKFILES),
-        *LOCKFILES,
-        "docker/os-packages.sh",
-        script,
-    ):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / name, tmp_path / name)
+    for name in LOCK_INPUTS:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, directory / name)
+    return directory
+
+
+def freshness_problems(directory, image=BASE_IMAGE):
+    """The freshness check on a lock copy: recompile it with `make lock`'s script in the base image.
+    pip-compile keeps every pin that still satisfies the .in files, so a lockfile it rewrites is out
+    of date, and one it cannot compile no longer resolves. One message per problem; none if fresh."""
+    committed = {name: (directory / name).read_text() for name in LOCKFILES}
     result = subprocess.run(
-        ["docker", "run", "--rm", "-v", f"{tmp_path}:/src", "-w", "/src", image, "sh", script],
+        ["docker", "run", "--rm", "-v", f"{directory}:/src", "-w", "/src", image, "sh", LOCK_INPUTS[-1]],
         capture_output=True,
         text=True,
         timeout=900,
     )
-    assert result.returncode == 0, f"pip-compile in {image} failed:\n{result.stderr[-3000:]}"
+    if result.returncode != 0:
+        return [
+            f"the lock no longer resolves, or PyPI is out of reach (pip-compile in {image} failed):\n"
+            + result.stderr[-3000:]
+        ]
+    problems = []
     for name in LOCKFILES:
-        fresh, committed = (tmp_path / name).read_text(), (REPO / name).read_text()
-        assert fresh == committed, f"{name} is out of date with its .in file: run `make lock` and commit it"
+        fresh = (directory / name).read_text()
+        if fresh != committed[name]:
+            diff = difflib.unified_diff(
+                committed[name].splitlines(), fresh.splitlines(), name, "make lock", n=0
+            )
+            problems.append(
+                f"{name} is out of date with its .in file: run `make lock` and commit it\n"
+                + "\n".join(list(diff)[:30])
+            )
+    return problems
+
+
+@pytest.mark.slow  # a pip-compile in the base image: about 45 s
+def test_lockfiles_are_what_make_lock_compiles_from_the_in_files(tmp_path):
+    problems = freshness_problems(lock_copy(tmp_path))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_the_freshness_check_refuses_an_in_file_changed_without_make_lock(tmp_path):
+    lock = lock_copy(tmp_path)
+    with (lock / "requirements.in").open("a") as requirements:
+        requirements.write("six\n")  # a new dependency, its lockfiles not recompiled
+    problems = freshness_problems(lock)
+    assert problems and problems[0].startswith("requirements.txt is out of date"), problems
+    assert "+six==" in problems[0], problems[0]  # the message shows what the lock lacks
+
+
+@pytest.mark.slow
+def test_the_freshness_check_refuses_a_locked_pin_that_no_longer_resolves(tmp_path):
+    lock = lock_copy(tmp_path)
+    pins = (lock / "requirements.txt").read_text()
+    pin = re.search(r"^django==\S+", pins, re.M).group()
+    (lock / "requirements.txt").write_text(pins.replace(pin, "django==5.2.999"))  # no such release
+    problems = freshness_problems(lock)
+    assert problems and problems[0].startswith("requirements.txt is out of date"), problems
+    assert "-django==5.2.999" in problems[0], problems[0]  # pip-compile replaced the pin: the diff says so
+
+
+@pytest.mark.slow
+def test_the_freshness_check_refuses_an_in_file_that_no_longer_resolves(tmp_path):
+    lock = lock_copy(tmp_path)
+    with (lock / "requirements.in").open("a") as requirements:
+        requirements.write("django==5.2.999\n")  # no such release: pip-compile cannot resolve
+    problems = freshness_problems(lock)
+    assert len(problems) == 1 and problems[0].startswith("the lock no longer resolves"), problems
+    assert "django" in problems[0], problems[0]  # pip's own words name the requirement
 
 
 def test_every_model_change_has_its_migration():

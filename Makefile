@@ -4,6 +4,7 @@
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots nginx-site fail2ban account
 .PHONY: backup backups restore restore-drill backup-schedule
+.PHONY: swarm-deploy swarm-upstream
 
 COMPOSE ?= docker compose
 PYTHON ?= python3
@@ -135,6 +136,18 @@ nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstre
 	test -e $(NGINX_DIR)/$(SITE)-upstream.conf || echo 'server 127.0.0.1:$(APP_PORT);' >$(NGINX_DIR)/$(SITE)-upstream.conf
 	cp nginx/default-server.conf $(NGINX_DIR)/sites-enabled/
 	cp nginx/sitekit-headers.conf $(NGINX_DIR)/snippets/
+	$(NGINX) -t -q && $(NGINX) -s reload
+
+# Several nodes (docs/scale-out.md): a Docker Swarm runs swarm/stack.yml; each node's nginx serves.
+swarm-deploy: .env  ## on a swarm manager: IMAGE=registry/name@sha256:... to every node, one at a time, no dropped request
+	IMAGE="$(IMAGE)" swarm/deploy.sh
+
+SELF ?= 127.0.0.1
+swarm-upstream:  ## (root) on a swarm node, after nginx-site: its own task first, PEERS="10.0.0.3 10.0.0.4" as backups
+	@test -n "$(PEERS)" || { echo "make swarm-upstream: name the other nodes' private addresses: PEERS=\"10.0.0.3 10.0.0.4\"" >&2; exit 1; }
+	{ echo 'server $(SELF):$(APP_PORT) max_fails=1 fail_timeout=5s;  # this node: a refused connection goes to the next'; \
+	  for peer in $(PEERS); do echo "server $$peer:$(APP_PORT) backup;  # while this node's task is down (updates)"; done; \
+	} >$(NGINX_DIR)/$(SITE)-upstream.conf
 	$(NGINX) -t -q && $(NGINX) -s reload
 
 fail2ban:  ## (root) jail <SITE>-admin: bans admin-login guessers, reading this site's container log alone

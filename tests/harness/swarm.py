@@ -188,9 +188,11 @@ class Swarm:
 
 
 def environ(extra):
+    """A shell's environment as an operator's: not this test process's DB_*, SECRET_KEY... (the
+    unit tests' settings), which would win over .env."""
     import os
 
-    return {**os.environ, **extra}
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **extra}
 
 
 def remove_cgroups(name):

@@ -142,10 +142,9 @@ nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstre
 swarm-deploy: .env  ## on a swarm manager: IMAGE=registry/name@sha256:... to every node, one at a time, no dropped request
 	IMAGE="$(IMAGE)" swarm/deploy.sh
 
-SELF ?= 127.0.0.1
-swarm-upstream:  ## (root) on a swarm node, after nginx-site: its own task first, PEERS="10.0.0.3 10.0.0.4" as backups
-	@test -n "$(PEERS)" || { echo "make swarm-upstream: name the other nodes' private addresses: PEERS=\"10.0.0.3 10.0.0.4\"" >&2; exit 1; }
-	{ echo 'server $(SELF):$(APP_PORT) max_fails=1 fail_timeout=5s;  # this node: a refused connection goes to the next'; \
+swarm-upstream:  ## (root) on a swarm node, after nginx-site: its task (SELF=its private address) first, PEERS as backups
+	@test -n "$(SELF)" && test -n "$(PEERS)" || { echo "make swarm-upstream: name this node's private address and the others': SELF=10.0.0.2 PEERS=\"10.0.0.3 10.0.0.4\"" >&2; exit 1; }
+	{ echo 'server $(SELF):$(APP_PORT) max_fails=1 fail_timeout=5s;  # this node (by its private address: the app trusts that network)'; \
 	  for peer in $(PEERS); do echo "server $$peer:$(APP_PORT) backup;  # while this node's task is down (updates)"; done; \
 	} >$(NGINX_DIR)/$(SITE)-upstream.conf
 	$(NGINX) -t -q && $(NGINX) -s reload

@@ -21,6 +21,8 @@ image=${IMAGE:-$(setting APP_IMAGE "")}
 [[ -r .env ]] || fail "no .env here (make env): the nodes' settings come from it"
 docker node ls >/dev/null 2>&1 || fail "this Docker engine is not a swarm manager (docker swarm init; docs/scale-out.md)"
 site=$(setting SITE sitekit)
+PRIVATE_NETWORK=$(setting PRIVATE_NETWORK "") && export PRIVATE_NETWORK
+[[ $PRIVATE_NETWORK == */* ]] || fail "set PRIVATE_NETWORK in .env: the nodes' private network, e.g. 10.0.0.0/24"
 timeout=${SWARM_TIMEOUT:-600}  # seconds for each step; a rolling update takes about a minute per node
 
 export APP_IMAGE=$image SITE_DIR=${SITE_DIR:-$PWD} APP_PORT=$(setting APP_PORT 6868)

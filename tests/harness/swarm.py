@@ -160,7 +160,8 @@ class Swarm:
         origins = ",".join(f"https://localhost:{nginx.https_port}" for nginx in self.nginx)
         env = site_env(self.cluster, 443, CSRF_TRUSTED_ORIGINS=origins, **extra)
         env["DB_HOST"] = self.gateway
-        self.nodes[0].site.write_env({**env, "SITE": "sitekit", "APP_PORT": APP_PORT})
+        env.update(SITE="sitekit", APP_PORT=APP_PORT, PRIVATE_NETWORK=self.private_subnet)
+        self.nodes[0].site.write_env(env)
 
     def deploy(self, image, check=True, timeout=900):
         """`make swarm-deploy IMAGE=...` in the manager's clone, driving the manager's engine."""

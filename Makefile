@@ -193,3 +193,4 @@ lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every 
 bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see tests/bench/)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench
 	$(VENV)/bin/python -m tests.bench.backup
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench.swarm

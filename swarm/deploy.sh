@@ -62,8 +62,9 @@ if [[ $states != "$nodes Complete" ]]; then
   fail "prepare did not complete on all $nodes nodes ($states); nothing running was changed"
 fi
 docker service rm "$job" >/dev/null
+prepared=$SECONDS
 
-echo "swarm-deploy: rolling $image out, one node at a time"
+echo "swarm-deploy: prepared in ${prepared} s; rolling it out, one node at a time"
 docker stack deploy --with-registry-auth --compose-file swarm/stack.yml "$site" >/dev/null
 service=${site}_app
 for ((waited = 0; ; waited += 2)); do
@@ -77,4 +78,4 @@ for ((waited = 0; ; waited += 2)); do
   ((waited < timeout)) || fail "the update is still $state after ${timeout}s (docker service ps $service)"
   sleep 2
 done
-echo "swarm-deploy: $image serves on every node"
+echo "swarm-deploy: $image serves on all $nodes nodes; the rollout took $((SECONDS - prepared)) s"

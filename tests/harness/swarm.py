@@ -9,14 +9,13 @@ the tests' visitors keep their own addresses; `front` spreads them over the node
 import contextlib
 import hashlib
 import itertools
-import subprocess
 import tempfile
 from pathlib import Path
 
 from tests.harness import http
 from tests.harness.nginx import Nginx
 from tests.harness.pg import Cluster
-from tests.harness.stack import SESSION, Stack, run, site_env, wait_for
+from tests.harness.stack import SESSION, Stack, record_build, run, site_env, tag, wait_for
 
 SUITE, PACKAGES = "bookworm", "docker.io,iptables,ca-certificates,iproute2"
 APP_PORT = 6868  # the same on every node: each node's task publishes it on the node's own addresses
@@ -37,6 +36,14 @@ def node_image():
             tar = f"{scratch}/node.tar"
             run(["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, tar], timeout=900)
             run(["docker", "import", "-c", 'CMD ["dockerd"]', tar, image])
+    return image
+
+
+def release(base, revision, extra=""):
+    """An image of base that says `revision` in X-Revision (and any extra Dockerfile lines)."""
+    image = tag(f"swarm-{revision}")
+    run(["docker", "build", "-q", "-t", image, "-"], input=f"FROM {base}\nENV APP_REVISION={revision}\n{extra}\n")
+    record_build(image)
     return image
 
 
@@ -169,6 +176,15 @@ class Swarm:
         argv = ["make", "-s", "swarm-deploy", f"IMAGE={image}"]
         return run(argv, cwd=self.nodes[0].site.dir, check=check, timeout=timeout, env=environ(env))
 
+    def active(self, count):
+        """Only the first `count` nodes run the site (the others drained); waits until they serve."""
+        manager = self.nodes[0]
+        for index, node in enumerate(self.nodes):
+            mode = "active" if index < count else "drain"
+            manager.docker("node", "update", "--availability", mode, node.name.rsplit("-", 1)[1])
+        wait_for(lambda: len(self.serving()) == count, 180, what=f"{count} nodes serving")
+        wait_for(lambda: all(status_through(nginx) == 200 for nginx in self.nginx[:count]), 60, what="nginx")
+
     def serving(self):
         """The image each node's task runs (node name -> image), from the manager."""
         out = self.nodes[0].docker("service", "ps", "sitekit_app", "--filter", "desired-state=running",
@@ -240,4 +256,3 @@ def status_through(nginx, path="/healthz"):
     return http.status(nginx.https_port, path, https=True, host="localhost")
 
 
-__all__ = ["APP_PORT", "Front", "Node", "Swarm", "node_image", "reaches", "status_through", "subprocess"]

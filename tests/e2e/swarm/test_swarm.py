@@ -7,20 +7,12 @@ import time
 
 import pytest
 
-from tests.harness import record_build, run, tag
-from tests.harness.swarm import APP_PORT, Swarm, reaches, status_through
+from tests.harness import run
+from tests.harness.swarm import APP_PORT, Swarm, reaches, release, status_through
 from tests.harness.traffic import Load
 
 NEVER_HEALTHY = """HEALTHCHECK --interval=2s --timeout=2s --start-period=4s --retries=2 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/nowhere', timeout=1)"]"""
-
-
-def release(base, revision, extra=""):
-    """An image of the session's build that says `revision` in X-Revision (and any extra lines)."""
-    image = tag(f"swarm-{revision}")
-    run(["docker", "build", "-q", "-t", image, "-"], input=f"FROM {base}\nENV APP_REVISION={revision}\n{extra}\n")
-    record_build(image)
-    return image
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,66 @@
+"""`make bench`'s swarm rows (swarm/, docs/scale-out.md): the site on a real Docker Swarm of three
+nodes on this machine (tests/harness/swarm.py), measured: requests per second through the nodes'
+nginx with 1, 2 and 3 nodes serving, and the time a rolling update takes per node. Every node is a
+container on the same 2 CPUs as wrk, nginx and PostgreSQL, so more nodes cannot add capacity here:
+the ratio shows what the extra nodes cost, not what they would gain on machines of their own.
+
+    python -m tests.bench.swarm
+"""
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.bench.load import SECONDS, wrk
+from tests.bench.report import Table, busy, machine, render
+from tests.harness import Stack, cleanup, workdir
+from tests.harness.swarm import Swarm, release
+
+VISITORS = 30  # connections in all, split over the serving nodes' nginx (one address: limit_conn 32)
+
+
+def rate(swarm, count):
+    """Requests per second of the home page, wrk against each serving node's nginx at once."""
+    swarm.active(count)
+    each = VISITORS // count
+    with ThreadPoolExecutor(count) as pool:
+        runs = [pool.submit(wrk, f"https://localhost:{nginx.https_port}/", each) for nginx in swarm.nginx[:count]]
+        results = [job.result() for job in runs]
+    return sum(result.rps for result in results), sum(result.errors for result in results)
+
+
+def main():
+    began = time.monotonic()
+    info, table = machine(), Table()
+    info["before the run"] = busy()
+    root = workdir("sitekit-bench-swarm-")
+    try:
+        build = Stack(root, "sitekit-bench-swarm", own_image=True)
+        build.compose("build")
+        with Swarm(root) as swarm:
+            first, second = (swarm.publish(release(build.image, name)) for name in ("swarm-a", "swarm-b"))
+            swarm.write_env()
+            swarm.deploy(first)
+            rates = {}
+            for count in (1, 2, 3):
+                rates[count], errors = rate(swarm, count)
+                setup = f"{count} node{'s' * (count > 1)}, wrk c={VISITORS} over their nginx, {SECONDS} s"
+                table.add("Home page via the nodes' nginx", setup, f"{rates[count]:,.0f} req/s · {errors} errors")
+            for count in (2, 3):
+                table.add(f"{count} nodes against 1", "same machine: the overhead, not a gain", f"{rates[count] / rates[1]:.2f}×")
+            started = time.monotonic()
+            out = swarm.deploy(second).stdout
+            took = time.monotonic() - started
+            rollout = int(out.rsplit("the rollout took ", 1)[1].split()[0])
+            table.add("`make swarm-deploy`, 3 nodes, no load", "prepare job + rolling update", f"{took:.0f} s")
+            table.add("Rolling update per node", "stop-first, health-gated", f"{rollout / 3:.0f} s")
+        info["after the run"] = busy()
+    finally:
+        cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+    info["bench took"] = f"{(time.monotonic() - began) / 60:.1f} min"
+    print(render(info, table))
+
+
+if __name__ == "__main__":
+    main()

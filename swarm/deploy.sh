@@ -25,8 +25,9 @@ PRIVATE_NETWORK=$(setting PRIVATE_NETWORK "") && export PRIVATE_NETWORK
 [[ $PRIVATE_NETWORK == */* ]] || fail "set PRIVATE_NETWORK in .env: the nodes' private network, e.g. 10.0.0.0/24"
 timeout=${SWARM_TIMEOUT:-600}  # seconds for each step; a rolling update takes about a minute per node
 
-export APP_IMAGE=$image SITE_DIR=${SITE_DIR:-$PWD} APP_PORT=$(setting APP_PORT 6868)
-export APP_UID=$(setting APP_UID 33) APP_GID=$(setting APP_GID 33) APP_MEMORY_LIMIT=$(setting APP_MEMORY_LIMIT 512m)
+APP_PORT=$(setting APP_PORT 6868) APP_UID=$(setting APP_UID 33) APP_GID=$(setting APP_GID 33)
+APP_MEMORY_LIMIT=$(setting APP_MEMORY_LIMIT 512m)
+export APP_IMAGE=$image SITE_DIR=${SITE_DIR:-$PWD} APP_PORT APP_UID APP_GID APP_MEMORY_LIMIT  # for stack.yml
 SWARM_ENV_FILE=$(mktemp) && export SWARM_ENV_FILE
 trap 'rm -f "$SWARM_ENV_FILE"' EXIT
 grep -Ev '^(SECRET_KEY|DB_PASSWORD)=' .env >"$SWARM_ENV_FILE"  # these two arrive as files
@@ -38,7 +39,8 @@ secret() { # NAME: the Docker secret holding .env's NAME, created if new; prints
   docker secret inspect "$name" >/dev/null 2>&1 || printf %s "$value" | docker secret create "$name" - >/dev/null
   echo "$name"
 }
-export SECRET_KEY_SECRET=$(secret SECRET_KEY) DB_PASSWORD_SECRET=$(secret DB_PASSWORD)
+SECRET_KEY_SECRET=$(secret SECRET_KEY) && DB_PASSWORD_SECRET=$(secret DB_PASSWORD)
+export SECRET_KEY_SECRET DB_PASSWORD_SECRET
 
 job=$site-prepare-$(date +%s)
 echo "swarm-deploy: preparing $image on every node ($job)"

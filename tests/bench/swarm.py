@@ -24,7 +24,8 @@ def rate(swarm, count):
     swarm.active(count)
     each = VISITORS // count
     with ThreadPoolExecutor(count) as pool:
-        runs = [pool.submit(wrk, f"https://localhost:{nginx.https_port}/", each) for nginx in swarm.nginx[:count]]
+        urls = [f"https://localhost:{nginx.https_port}/" for nginx in swarm.nginx[:count]]
+        runs = [pool.submit(wrk, url, each) for url in urls]
         results = [job.result() for job in runs]
     return sum(result.rps for result in results), sum(result.errors for result in results)
 
@@ -45,14 +46,16 @@ def main():
             for count in (1, 2, 3):
                 rates[count], errors = rate(swarm, count)
                 setup = f"{count} node{'s' * (count > 1)}, wrk c={VISITORS} over their nginx, {SECONDS} s"
-                table.add("Home page via the nodes' nginx", setup, f"{rates[count]:,.0f} req/s · {errors} errors")
+                result = f"{rates[count]:,.0f} req/s · {errors} errors"
+                table.add("Home page via the nodes' nginx", setup, result)
             for count in (2, 3):
-                table.add(f"{count} nodes against 1", "same machine: the overhead, not a gain", f"{rates[count] / rates[1]:.2f}×")
+                ratio = f"{rates[count] / rates[1]:.2f}×"
+                table.add(f"{count} nodes against 1", "one machine: the overhead, not a gain", ratio)
             started = time.monotonic()
             out = swarm.deploy(second).stdout
             took = time.monotonic() - started
             rollout = int(out.rsplit("the rollout took ", 1)[1].split()[0])
-            table.add("`make swarm-deploy`, 3 nodes, no load", "prepare job + rolling update", f"{took:.0f} s")
+            table.add("`make swarm-deploy`, 3 nodes, no load", "prepare job + rollout", f"{took:.0f} s")
             table.add("Rolling update per node", "stop-first, health-gated", f"{rollout / 3:.0f} s")
         info["after the run"] = busy()
     finally:

@@ -42,7 +42,8 @@ def node_image():
 def release(base, revision, extra=""):
     """An image of base that says `revision` in X-Revision (and any extra Dockerfile lines)."""
     image = tag(f"swarm-{revision}")
-    run(["docker", "build", "-q", "-t", image, "-"], input=f"FROM {base}\nENV APP_REVISION={revision}\n{extra}\n")
+    dockerfile = f"FROM {base}\nENV APP_REVISION={revision}\n{extra}\n"
+    run(["docker", "build", "-q", "-t", image, "-"], input=dockerfile)
     record_build(image)
     return image
 
@@ -92,7 +93,8 @@ class Swarm:
         name = f"{self.name}-{suffix}"
         run(["docker", "network", "create", name])
         self.networks.append(name)
-        config = run(["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", name])
+        template = "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}"
+        config = run(["docker", "network", "inspect", "-f", template, name])
         subnet, gateway = config.stdout.split()
         return name, subnet, gateway
 
@@ -118,7 +120,7 @@ class Swarm:
         manager.docker("swarm", "init", "--advertise-addr", manager.private)
         token = manager.docker("swarm", "join-token", "-q", "worker").stdout.strip()
         for node in self.nodes[1:]:
-            node.docker("swarm", "join", "--token", token, "--advertise-addr", node.private, f"{manager.private}:2377")
+            node.docker("swarm", "join", "--token", token, "--advertise-addr", node.private, manager.private)
         self.nginx = [self.start_nginx(node) for node in self.nodes]
         self.front = Front(self.nginx)
 
@@ -132,9 +134,10 @@ class Swarm:
         argv += ["--network", self.private_net, "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
         argv += [f"--cap-add={cap}" for cap in CAPS.split()] + [f"--security-opt={opt}" for opt in OPTS]
         argv += ["--device", "/dev/net/tun", "--tmpfs", "/run:exec"]
-        argv += ["-v", f"{node.root}/docker:/var/lib/docker", "-v", f"{node.root}/run:/node"]  # overlay2 on disk
+        argv += ["-v", f"{node.root}/docker:/var/lib/docker"]  # on disk: overlay2 works there, not on tmpfs
+        argv += ["-v", f"{node.root}/run:/node"]  # its engine's socket, for the host
         argv += ["-v", f"{node.site.static}:{SITE_DIR}/static", "-v", f"{node.site.data}:{SITE_DIR}/data"]
-        argv += [image, "dockerd", "--storage-driver", "overlay2", "--exec-opt", "native.cgroupdriver=cgroupfs"]
+        argv += [image, "dockerd", "--storage-driver=overlay2", "--exec-opt=native.cgroupdriver=cgroupfs"]
         argv += ["--cgroup-parent", f"/{node.name}", "--insecure-registry", self.pull]
         argv += ["-H", "unix:///var/run/docker.sock", "-H", "unix:///node/docker.sock"]
         run(argv)
@@ -254,5 +257,3 @@ def reaches(address, port, source, timeout=3):
 
 def status_through(nginx, path="/healthz"):
     return http.status(nginx.https_port, path, https=True, host="localhost")
-
-

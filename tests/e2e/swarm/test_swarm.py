@@ -11,16 +11,18 @@ from tests.harness import run
 from tests.harness.swarm import APP_PORT, Swarm, reaches, release, status_through
 from tests.harness.traffic import Load
 
-NEVER_HEALTHY = """HEALTHCHECK --interval=2s --timeout=2s --start-period=4s --retries=2 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/nowhere', timeout=1)"]"""
+# A release that starts and serves, but whose health check never passes (it asks a missing page).
+NEVER_HEALTHY = """HEALTHCHECK --interval=2s --timeout=2s --start-period=4s --retries=2 CMD ["python", "-c", \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6868/nowhere', timeout=1)"]"""
 
 
 @pytest.fixture(scope="module")
 def swarm(stack, e2e_root, request):
     started = time.monotonic()
     with Swarm(e2e_root) as cluster:
-        cluster.releases = {name: cluster.publish(release(stack.image, name)) for name in ("swarm-a", "swarm-b")}
-        cluster.releases["bad"] = cluster.publish(release(stack.image, "swarm-bad", NEVER_HEALTHY))
+        cluster.images = {name: release(stack.image, name) for name in ("swarm-a", "swarm-b")}
+        cluster.images["bad"] = release(stack.image, "swarm-bad", NEVER_HEALTHY)
+        cluster.releases = {name: cluster.publish(image) for name, image in cluster.images.items()}
         cluster.write_env()
         try:
             cluster.deploy(cluster.releases["swarm-a"])
@@ -40,13 +42,15 @@ def test_every_node_serves_the_release_with_the_hardening_swarm_honours(swarm):
     assert revisions(swarm) == ["swarm-a"] * 3
     assert set(swarm.serving().values()) == {swarm.releases["swarm-a"]}
     node = swarm.nodes[1]
-    [container] = node.docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=sitekit_app").stdout.split()
+    task = "label=com.docker.swarm.service.name=sitekit_app"
+    [container] = node.docker("ps", "-q", "--filter", task).stdout.split()
     config = node.docker("inspect", "-f", "{{json .HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} "
                          "{{json .HostConfig.Init}} {{.HostConfig.Memory}} {{.Config.User}}",
                          container).stdout.split()  # fmt: skip
     assert config == ["true", '["ALL"]', "true", str(512 * 2**20), "33:33"]
     env = node.docker("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", container).stdout
-    assert "SECRET_KEY_FILE=/run/secrets/secret_key" in env and "SECRET_KEY=" not in env.replace("_KEY_FILE", "")
+    assert "SECRET_KEY_FILE=/run/secrets/secret_key" in env.splitlines()
+    assert not [line for line in env.splitlines() if line.startswith(("SECRET_KEY=", "DB_PASSWORD="))]
 
 
 def test_app_port_admits_the_private_network_alone(swarm):
@@ -74,6 +78,11 @@ def test_rolling_update_of_every_node_drops_nothing(swarm):
     assert load.rows() == len(load.posted) > 0
     assert set(swarm.serving().values()) == {swarm.releases["swarm-b"]}
     assert revisions(swarm) == ["swarm-b"] * 3
+    # Every node's own folder holds every static file the release ships, byte for byte.
+    image = swarm.images["swarm-b"]
+    shipped = run(["docker", "run", "--rm", "--entrypoint", "cat", image, "/app/static.sha256"])
+    for node in swarm.nodes:
+        run(["sha256sum", "--quiet", "-c", "-"], cwd=node.site.static, input=shipped.stdout)
 
 
 def test_release_that_never_gets_healthy_rolls_back_by_itself(swarm):
@@ -100,7 +109,8 @@ def test_node_killed_under_load_costs_only_its_requests_in_flight(swarm):
           f"({[answer[:2] for answer in failed]}); {len(load.posted)} posts stored")  # fmt: skip
     assert len(failed) <= len(load.threads)
     assert all(at > killed for *_, at in failed)
-    assert load.rows() == len(load.posted)
+    # Every post answered is stored; the one writer's post in flight may or may not be.
+    assert len(load.posted) <= load.rows() <= len(load.posted) + 1
     assert [status_through(nginx) for nginx in swarm.nginx] == [200] * 3  # its nginx falls back too
 
 

@@ -67,17 +67,26 @@ docker service rm "$job" >/dev/null
 prepared=$SECONDS
 
 echo "swarm-deploy: prepared in ${prepared} s; rolling it out, one node at a time"
-docker stack deploy --with-registry-auth --compose-file swarm/stack.yml "$site" >/dev/null
 service=${site}_app
+update() { # the service's last update: its state and when it started; nothing before a first one
+  docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}' "$service" 2>/dev/null || true
+}
+before=$(update)  # the last update's outcome stays on the service: only a newer one is this deploy's
+docker stack deploy --with-registry-auth --compose-file swarm/stack.yml "$site" >/dev/null
 for ((waited = 0; ; waited += 2)); do
-  state=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "$service")
-  running=$(docker service ps "$service" --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running' || true)
-  case $state in
-    completed) break ;;
-    "") ((running < nodes)) || break ;;  # a first deploy: no update, every node's task running
-    rollback_completed | rollback_paused | paused) fail "the release did not become healthy: Swarm $state (docker service ps $service)" ;;
-  esac
-  ((waited < timeout)) || fail "the update is still $state after ${timeout}s (docker service ps $service)"
+  read -r state started <<<"$(update)" || true
+  if [[ -n $state && "$state $started" != "$before" ]]; then
+    case $state in
+      completed) break ;;
+      rollback_* | paused) [[ $state == rollback_started ]] ||
+        fail "the release did not become healthy: Swarm $state (docker service ps $service)" ;;
+    esac
+  else  # a first deploy, or nothing changed: done when every node's task runs the image
+    serving=$(docker service ps "$service" --filter desired-state=running --format '{{.Image}} {{.CurrentState}}' |
+      grep -c "^$image Running" || true)
+    ((serving < nodes)) || break
+  fi
+  ((waited < timeout)) || fail "not done after ${timeout}s: Swarm ${state:-starting} (docker service ps $service)"
   sleep 2
 done
 echo "swarm-deploy: $image serves on all $nodes nodes; the rollout took $((SECONDS - prepared)) s"

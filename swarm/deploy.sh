@@ -39,7 +39,8 @@ secret() { # NAME: the Docker secret holding .env's NAME, created if new; prints
   docker secret inspect "$name" >/dev/null 2>&1 || printf %s "$value" | docker secret create "$name" - >/dev/null
   echo "$name"
 }
-SECRET_KEY_SECRET=$(secret SECRET_KEY) && DB_PASSWORD_SECRET=$(secret DB_PASSWORD)
+SECRET_KEY_SECRET=$(secret SECRET_KEY)
+DB_PASSWORD_SECRET=$(secret DB_PASSWORD)
 export SECRET_KEY_SECRET DB_PASSWORD_SECRET
 
 job=$site-prepare-$(date +%s)

@@ -53,6 +53,14 @@ def test_every_node_serves_the_release_with_the_hardening_swarm_honours(swarm):
     assert not [line for line in env.splitlines() if line.startswith(("SECRET_KEY=", "DB_PASSWORD="))]
 
 
+def test_deploy_refuses_a_tag_in_one_line(swarm):
+    result = swarm.deploy("sitekit:latest", check=False)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == (
+        "swarm-deploy: error: IMAGE must name the image by digest (registry/name@sha256:...), not 'sitekit:latest'"
+    )
+
+
 def test_app_port_admits_the_private_network_alone(swarm):
     node = swarm.nodes[1]
     assert reaches(node.public, APP_PORT, swarm.public_gateway), "the port is open to the public side"

@@ -57,7 +57,8 @@ def test_deploy_refuses_a_tag_in_one_line(swarm):
     result = swarm.deploy("sitekit:latest", check=False)
     assert result.returncode != 0
     assert result.stderr.splitlines()[0] == (
-        "swarm-deploy: error: IMAGE must name the image by digest (registry/name@sha256:...), not 'sitekit:latest'"
+        "swarm-deploy: error: IMAGE must name the image by digest (registry/name@sha256:...),"
+        " not 'sitekit:latest'"
     )
 
 

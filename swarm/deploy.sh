@@ -35,6 +35,7 @@ grep -Ev '^(SECRET_KEY|DB_PASSWORD)=' .env >"$SWARM_ENV_FILE"  # these two arriv
 secret() { # NAME: the Docker secret holding .env's NAME, created if new; prints its name
   local value name
   value=$(setting "$1" "") && [[ -n $value ]] || fail "$1 is not set in .env"
+  value=${value#[\"\']} && value=${value%[\"\']}  # compose's optional quotes, as the single VPS reads them
   name=${site}_${1,,}_$(printf %s "$value" | sha256sum | cut -c1-12)
   docker secret inspect "$name" >/dev/null 2>&1 || printf %s "$value" | docker secret create "$name" - >/dev/null
   echo "$name"

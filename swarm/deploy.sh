@@ -30,7 +30,8 @@ APP_MEMORY_LIMIT=$(setting APP_MEMORY_LIMIT 512m)
 export APP_IMAGE=$image SITE_DIR=${SITE_DIR:-$PWD} APP_PORT APP_UID APP_GID APP_MEMORY_LIMIT  # for stack.yml
 SWARM_ENV_FILE=$(mktemp) && export SWARM_ENV_FILE
 trap 'rm -f "$SWARM_ENV_FILE"' EXIT
-grep -Ev '^(SECRET_KEY|DB_PASSWORD)=' .env >"$SWARM_ENV_FILE"  # these two arrive as files
+# .env without the two that arrive as files, and unquoted: Docker's env files keep quotes, compose's not.
+grep -Ev '^(SECRET_KEY|DB_PASSWORD)=' .env | sed -E "s/^([A-Za-z_][A-Za-z0-9_]*)=([\"'])(.*)\2\$/\1=\3/" >"$SWARM_ENV_FILE"
 
 secret() { # NAME: the Docker secret holding .env's NAME, created if new; prints its name
   local value name

@@ -1,14 +1,17 @@
-"""A real Docker Swarm of several nodes on this machine (../shared/pitfalls 17, 23): each node a
-container running Debian's dockerd, on a private network (the nodes, the host as the database's and
-the registry's machine) and a public one (where visitors come from). Images reach the nodes through a
-registry on the private network; PostgreSQL listens there (TCP + SCRAM, the remote-database path).
-Each node has a clone of the project (its static and data folders) and an nginx site of its own
-(swarm-upstream: its task first, the other nodes as backups), run on this host on loopback ports so
-the tests' visitors keep their own addresses; `front` spreads them over the nodes' nginx in turn."""
+"""A real Docker Swarm of several nodes on this machine: each node a container running Debian's
+dockerd (no --privileged: the capabilities below), on a private network (the nodes, and this host
+as the database's and the registry's machine) and a public one (the outside, for the firewall).
+Images reach the nodes through a registry on the private network; PostgreSQL listens there (TCP +
+SCRAM, the remote-database path). Each node has a clone of the project (its static and data
+folders) and an nginx site of its own (swarm-upstream: its task first, the other nodes as backups),
+run on this host on loopback ports so the tests' visitors keep their own addresses; `front` spreads
+them over the nodes' nginx in turn. No routing mesh here (no IPVS): the stack needs none."""
 
 import contextlib
 import hashlib
 import itertools
+import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from tests.harness.stack import SESSION, Stack, record_build, run, site_env, tag
 SUITE, PACKAGES = "bookworm", "docker.io,iptables,ca-certificates,iproute2"
 APP_PORT = 6868  # the same on every node: each node's task publishes it on the node's own addresses
 SITE_DIR = "/srv/site"  # the clone's path on every node (the stack's bind mounts name it)
-# What dockerd in a container needs here, --privileged being refused (pitfalls 23).
+# What dockerd in a container needs here (--privileged is refused: no CAP_SYS_RESOURCE to give).
 CAPS = "SYS_ADMIN NET_ADMIN NET_RAW SYS_PTRACE MKNOD SYS_CHROOT SETFCAP SYS_MODULE DAC_READ_SEARCH"
 CAPS += " LINUX_IMMUTABLE IPC_LOCK SYS_NICE"
 OPTS = ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"]
@@ -210,8 +213,6 @@ class Swarm:
 def environ(extra):
     """A shell's environment as an operator's: not this test process's DB_*, SECRET_KEY... (the
     unit tests' settings), which would win over .env."""
-    import os
-
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **extra}
 
 
@@ -246,8 +247,6 @@ class Front:
 
 def reaches(address, port, source, timeout=3):
     """Whether a TCP connection from source (a local address) to address:port is accepted."""
-    import socket
-
     try:
         with socket.create_connection((address, port), timeout, (source, 0)):
             return True

@@ -4,6 +4,7 @@
 .DEFAULT_GOAL := help
 .PHONY: help env data dev-container screenshots nginx-site fail2ban account
 .PHONY: backup backups restore restore-drill backup-schedule
+.PHONY: swarm-deploy swarm-upstream
 
 COMPOSE ?= docker compose
 PYTHON ?= python3
@@ -137,6 +138,17 @@ nginx-site:  ## (root) this site's nginx file for DOMAIN=example.com, its upstre
 	cp nginx/sitekit-headers.conf $(NGINX_DIR)/snippets/
 	$(NGINX) -t -q && $(NGINX) -s reload
 
+# Several nodes (docs/scale-out.md): a Docker Swarm runs swarm/stack.yml; each node's nginx serves.
+swarm-deploy: .env  ## on a swarm manager: IMAGE=registry/name@sha256:... to every node, one at a time, no dropped request
+	IMAGE="$(IMAGE)" swarm/deploy.sh
+
+swarm-upstream:  ## (root) on a swarm node, after nginx-site: its task (SELF=its private address) first, PEERS as backups
+	@test -n "$(SELF)" && test -n "$(PEERS)" || { echo "make swarm-upstream: name this node's private address and the others': SELF=10.0.0.2 PEERS=\"10.0.0.3 10.0.0.4\"" >&2; exit 1; }
+	{ echo 'server $(SELF):$(APP_PORT) max_fails=1 fail_timeout=5s;  # this node (by its private address: the app trusts that network)'; \
+	  for peer in $(PEERS); do echo "server $$peer:$(APP_PORT) backup;  # while this node's task is down (updates)"; done; \
+	} >$(NGINX_DIR)/$(SITE)-upstream.conf
+	$(NGINX) -t -q && $(NGINX) -s reload
+
 fail2ban:  ## (root) jail <SITE>-admin: bans admin-login guessers, reading this site's container log alone
 	@id=$$($(COMPOSE) ps -q app) && [ -n "$$id" ] && log=$$(docker inspect -f '{{.LogPath}}' "$$id") || \
 		{ echo "make fail2ban: $(SITE) is not running (make up)" >&2; exit 1; }; \
@@ -181,3 +193,4 @@ lint: $(VENV)/.installed  ## ruff's checks and formatting (make test runs every 
 bench: $(VENV)/.installed  ## measure the real stack; prints a Markdown table (see tests/bench/)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench
 	$(VENV)/bin/python -m tests.bench.backup
+	PYTHON_IMAGE=$(PYTHON_IMAGE) $(VENV)/bin/python -m tests.bench.swarm

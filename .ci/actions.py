@@ -29,16 +29,22 @@ def setup_python(local, inputs):
     version = inputs["python-version"]
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     found = sorted(glob.glob(f"{root}/versions/{version}*/bin/python{version}")) + [
-        path for path in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}") if os.path.exists(path)
+        path
+        for path in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}")
+        if os.path.exists(path)
     ]
     if not found:
         key = lambda p: tuple(int(n) for n in re.findall(r"python(\d+)\.(\d+)$", p)[0])  # noqa: E731
-        found = sorted(glob.glob(f"{root}/versions/3.*/bin/python3.*[0-9]") + glob.glob("/usr/bin/python3.*[0-9]"), key=key)
+        found = sorted(
+            glob.glob(f"{root}/versions/3.*/bin/python3.*[0-9]") + glob.glob("/usr/bin/python3.*[0-9]"),
+            key=key,
+        )
         if not found:
             raise swaps.StepFailed(f"no Python {version} and no other Python 3 here")
         local.skip(
-            f"actions/setup-python {version}: no Python {version} on this host (it runs here inside the offline "
-            f"base image only, as the images, make lock and the lockfile check use it): host tools use {found[-1]}"
+            f"actions/setup-python {version}: no Python {version} on this host (here it runs inside the "
+            f"offline base image, as the images, make lock and the lockfile check use it); host tools use "
+            f"{found[-1]}"
         )
     local.path_first.insert(0, os.path.dirname(found[-1]))
     local.swap(f"actions/setup-python {version} -> {found[-1]}")
@@ -52,7 +58,8 @@ def setup_buildx(local, inputs):
 def setup_qemu(local, inputs):
     """none: arm64 is not built here (the offline base image is amd64 only); named in the output"""
     local.skip(
-        "docker/setup-qemu-action: no arm64 emulation here; binfmt_misc and Debian's qemu-user-static would do, "
+        "docker/setup-qemu-action: no arm64 emulation here; binfmt_misc and Debian's qemu-user-static "
+        "would do, "
         "but the offline base image is built for amd64 alone, so an arm64 build has no base"
     )
 
@@ -63,7 +70,7 @@ def login(local, inputs):
 
 
 def metadata(local, inputs):
-    """the tags and OCI labels docker/metadata-action computes (sha, branch, tag, semver, raw; flavor), computed here"""
+    """the tags and OCI labels docker/metadata-action would compute (sha, branch, tag, semver, raw; flavor)"""
     ctx = local.context()["github"]
     flavor = dict(item.split("=", 1) for item in lines(inputs.get("flavor")) if "=" in item)
     onlatest = flavor.get("onlatest", "false") == "true"  # one flat map: prefix's and suffix's share it here
@@ -122,8 +129,8 @@ def metadata(local, inputs):
 
 
 def build_push(local, inputs):
-    """`docker buildx build` with the same inputs (context, file, target, build-args, tags, labels, load, push,
-    platforms; sbom and provenance in the attesting engine); base image and registry swapped; no gha cache"""
+    """`docker buildx build` with the same inputs (context, file, target, build-args, tags, labels, load,
+    push, platforms; sbom and provenance in the attesting engine); base image and registry swapped"""
     argv = ["docker", "buildx", "build", "--metadata-file", str(local.tmp / "metadata.json")]
     for flag, key in (("--file", "file"), ("--target", "target")):
         if inputs.get(key):
@@ -143,24 +150,29 @@ def build_push(local, inputs):
         argv += ["--label", label]
     for key in ("cache-from", "cache-to"):
         if inputs.get(key):
-            local.skip(f"build-push-action {key} {inputs[key]}: the GitHub Actions cache exists on GitHub only")
+            local.skip(
+                f"build-push-action {key} {inputs[key]}: the GitHub Actions cache exists on GitHub only"
+            )
     push, attest = inputs.get("push") == "true", {}
     env = dict(os.environ)
     if push and (inputs.get("provenance") or inputs.get("sbom") == "true"):
-        env["DOCKER_HOST"] = local.engine.start()  # the engine's docker driver cannot attach attestations
-        argv += ["--network", "host"]  # the attesting engine has no bridge of its own: RUN steps use the host's
+        env["DOCKER_HOST"] = local.engine.start()  # the host's docker driver cannot attach attestations
+        argv += ["--network", "host"]  # the attesting engine has no bridge: RUN steps use the host's network
         if inputs.get("provenance"):
             argv += ["--provenance", inputs["provenance"]]
             attest["Provenance"] = inputs["provenance"]
         if inputs.get("sbom") == "true":
             local.skip(
-                "build-push-action sbom: true: BuildKit's SBOM generator image (docker/buildkit-syft-scanner) "
-                "cannot be pulled here and Debian packages no syft: the SBOM is attached on GitHub only"
+                "build-push-action sbom: true: BuildKit's SBOM generator image "
+                "(docker/buildkit-syft-scanner) cannot be pulled here and Debian packages no syft: "
+                "the SBOM is attached on GitHub only"
             )
     platforms = lines(inputs.get("platforms"))
     if platforms:
         here = [p for p in platforms if p == "linux/amd64"]
-        local.skip(f"platforms {','.join(p for p in platforms if p not in here)}: not built here (amd64-only base)")
+        local.skip(
+            f"platforms {','.join(p for p in platforms if p not in here)}: not built here (amd64-only base)"
+        )
         argv += ["--platform", ",".join(here)]
     argv += ["--push"] if push else (["--load"] if inputs.get("load") == "true" else [])
     argv.append(inputs.get("context", "."))
@@ -173,7 +185,11 @@ def build_push(local, inputs):
     for key in attest if push and tags else ():
         found = inspect(tags[0].rsplit(":", 1)[0] + "@" + digest, key)
         local.say(f"  check: {tags[0]}@{digest} carries {key.lower()}: {found}")
-    return {"digest": digest, "imageid": result.get("containerimage.config.digest", ""), "metadata": json.dumps(result)}
+    return {
+        "digest": digest,
+        "imageid": result.get("containerimage.config.digest", ""),
+        "metadata": json.dumps(result),
+    }
 
 
 def inspect(reference, key):
@@ -204,7 +220,16 @@ class Engine:
             '{"features": {"containerd-snapshotter": true}, "storage-driver": "native", "iptables": false,'
             ' "bridge": "none", "hosts": ["unix:///sock/docker.sock"]}'
         )
-        caps = "SYS_ADMIN NET_ADMIN NET_RAW SYS_PTRACE MKNOD SYS_CHROOT SETFCAP DAC_READ_SEARCH".split()
+        caps = [
+            "SYS_ADMIN",
+            "NET_ADMIN",
+            "NET_RAW",
+            "SYS_PTRACE",
+            "MKNOD",
+            "SYS_CHROOT",
+            "SETFCAP",
+            "DAC_READ_SEARCH",
+        ]
         argv = ["docker", "run", "-d", "--name", self.name, "--network", "host", "--cgroupns", "host"]
         argv += [f"--cap-add={cap}" for cap in caps]  # --privileged is refused on this kind of machine
         for opt in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"):
@@ -228,8 +253,8 @@ class Engine:
         subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=env, check=True, capture_output=True)
         save.wait()
         self.local.swap(
-            f"publish builds in {ENGINE_IMAGE} (Docker 28, containerd store) run in a container: Engine 20.10's "
-            "docker driver cannot attach attestations and Debian packages no BuildKit daemon"
+            f"publish builds in {ENGINE_IMAGE} (Docker 28, containerd store) run in a container: "
+            "Engine 20.10's docker driver cannot attach attestations and Debian packages no BuildKit daemon"
         )
         return self.host
 

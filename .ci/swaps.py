@@ -34,6 +34,13 @@ def in_use(host, port):
         return sock.connect_ex((host, port)) == 0
 
 
+SYSTEMCTL = """#!/bin/sh
+[ "$1 $2" = "disable --now" ] || { echo "systemctl $*: no systemd here" >&2; exit 1; }
+shift 2
+for unit; do [ ! -x "/etc/init.d/$unit" ] || "/etc/init.d/$unit" stop >/dev/null 2>&1 || :; done
+"""
+
+
 class Local:
     """This machine standing in for GitHub's runner: context values, swaps, and what it started."""
 
@@ -52,7 +59,9 @@ class Local:
         driver = shutil.which("chromedriver")
         if driver:
             self.extra_env["CHROMEWEBDRIVER"] = os.path.dirname(driver)
-            self.swap(f"CHROMEWEBDRIVER (the runner image's chromedriver) -> {driver} (Debian's chromium-driver)")
+            self.swap(
+                f"CHROMEWEBDRIVER (the runner image's chromedriver) -> {driver} (Debian's chromium-driver)"
+            )
 
     def say(self, text):
         print(f"[workflow] {text}", flush=True)
@@ -75,20 +84,23 @@ class Local:
             "actor": "local", "run_id": str(int(time.time())), "run_attempt": "1", "workflow": "ci",
             "server_url": "https://github.com",
         }  # fmt: skip
-        return {"github": github, "secrets": {"GITHUB_TOKEN": ""}, "runner": {"os": "Linux", "temp": str(self.tmp)}}
+        return {
+            "github": github,
+            "secrets": {"GITHUB_TOKEN": ""},
+            "runner": {"os": "Linux", "temp": str(self.tmp)},
+        }
 
     def _shims(self):
         """Commands the runner image has and this machine does not: small scripts first on PATH."""
         shims = self.tmp / "shims"
         shims.mkdir()
         if os.geteuid() == 0 and not shutil.which("sudo"):
-            (shims / "sudo").write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec env "$@"\n')
+            (shims / "sudo").write_text(
+                '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec env "$@"\n'
+            )
             self.swap("sudo: a shim that runs the command as is (root already; the environment is kept)")
         if not Path("/run/systemd/system").exists():
-            (shims / "systemctl").write_text(
-                '#!/bin/sh\n[ "$1 $2" = "disable --now" ] || { echo "systemctl $*: no systemd here" >&2; exit 1; }\n'
-                'shift 2; for u; do [ ! -x "/etc/init.d/$u" ] || "/etc/init.d/$u" stop >/dev/null 2>&1 || true; done\n'
-            )
+            (shims / "systemctl").write_text(SYSTEMCTL)
             self.swap("systemctl disable --now: no systemd here; a shim stops each unit with its init script")
         for shim in shims.iterdir():
             shim.chmod(0o755)
@@ -105,7 +117,9 @@ class Local:
     def base(self):
         """The offline base image's tag, as scripts/build-offline-base.sh prints it (built if missing)."""
         if self._base is None:
-            out = subprocess.run(["scripts/build-offline-base.sh"], cwd=self.repo, capture_output=True, text=True)
+            out = subprocess.run(
+                ["scripts/build-offline-base.sh"], cwd=self.repo, capture_output=True, text=True
+            )
             if out.returncode:
                 raise StepFailed(f"scripts/build-offline-base.sh failed: {out.stderr.strip()[-500:]}")
             self._base = out.stdout.split()[-1]
@@ -118,11 +132,14 @@ class Local:
             root.mkdir()
             config = root / "registry.yml"
             config.write_text(
-                f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {root}/data}}}}\n"
+                f"version: 0.1\nlog: {{level: error}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {root}/data}}}}\n"
                 f"http: {{addr: 127.0.0.1:{port}}}\n"
             )
             binary = shutil.which("docker-registry") or "docker-registry"
-            server = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server = subprocess.Popen(
+                [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             self._registry = (f"localhost:{port}", server)
             for _ in range(50):
                 if in_use("127.0.0.1", port):
@@ -130,7 +147,9 @@ class Local:
                 time.sleep(0.2)
             else:
                 raise StepFailed("the local registry (docker-registry) did not start")
-            self.swap(f"ghcr.io -> {self._registry[0]} (Debian's docker-registry on loopback, removed at the end)")
+            self.swap(
+                f"ghcr.io -> {self._registry[0]} (Debian's docker-registry on loopback, removed at the end)"
+            )
         return self._registry[0]
 
     def swap_value(self, value):
@@ -186,7 +205,9 @@ class Local:
     def summary(self, results):
         self.say("---- summary ----")
         for title, result in results.items():
-            self.say(f"{title:28} {result}" + (f" ({self.timings[title]:.0f} s)" if title in self.timings else ""))
+            self.say(
+                f"{title:28} {result}" + (f" ({self.timings[title]:.0f} s)" if title in self.timings else "")
+            )
         self.say("swapped: " + "; ".join(self.swapped) if self.swapped else "swapped: nothing")
         for text in self.not_here:
             self.say(f"not here: {text}")
@@ -197,7 +218,8 @@ class Local:
 
 @contextlib.contextmanager
 def postgres_service(local, service):
-    """a throwaway cluster of the host's PostgreSQL on the service's port, superuser postgres with its POSTGRES_PASSWORD"""
+    """a throwaway cluster of the host's PostgreSQL on the service's port, superuser postgres with the
+    service's POSTGRES_PASSWORD"""
     mapping = str((service.get("ports") or ["5432:5432"])[0]).split(":")
     host, port = (mapping[0] if len(mapping) == 3 else "127.0.0.1"), int(mapping[-2])
     if in_use(host, port):
@@ -211,15 +233,27 @@ def postgres_service(local, service):
     if as_owner:
         shutil.chown(root, "postgres")
     options = f"-c listen_addresses={host} -c port={port} -c unix_socket_directories={root} -c fsync=off"
-    pg_ctl = [*as_owner, str(binaries[-1] / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w"]
+    pg_ctl = [
+        *as_owner,
+        str(binaries[-1] / "pg_ctl"),
+        "-D",
+        str(root / "data"),
+        "-l",
+        str(root / "log"),
+        "-w",
+    ]
     try:
         initdb = [*as_owner, str(binaries[-1] / "initdb"), "-D", str(root / "data"), "-U", "postgres"]
-        subprocess.run([*initdb, f"--pwfile={root}/pw", "--auth=scram-sha-256"], check=True, capture_output=True)
+        subprocess.run(
+            [*initdb, f"--pwfile={root}/pw", "--auth=scram-sha-256"], check=True, capture_output=True
+        )
         subprocess.run([*pg_ctl, "-o", options, "start"], check=True, capture_output=True)
         local.say(f"  service postgres: PostgreSQL {binaries[-1].parent.name} on {host}:{port}")
         yield
     except subprocess.CalledProcessError as error:
-        raise StepFailed(f"the postgres service did not start: {error.stderr.decode().strip()[-300:]}") from None
+        raise StepFailed(
+            f"the postgres service did not start: {error.stderr.decode().strip()[-300:]}"
+        ) from None
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -237,5 +271,7 @@ def service_swap(service):
 
 def action_swap(name):
     if name not in actions.ACTIONS:
-        raise Refused(f"no local swap declared for {name} (.ci/actions.py): this runner cannot stand in for it")
+        raise Refused(
+            f"no local swap declared for {name} (.ci/actions.py): this runner cannot stand in for it"
+        )
     return actions.ACTIONS[name]

@@ -65,7 +65,9 @@ def instances(job):
     axes = {key: value for key, value in matrix.items() if key not in ("include", "exclude")}
     if axes and matrix.get("include"):
         raise swaps.Refused("a matrix with both axes and include: not supported by this runner")
-    combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+    combos = (
+        [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+    )
     combos += list(matrix.get("include") or [])
     return [c for c in combos if c not in (matrix.get("exclude") or [])]
 
@@ -117,7 +119,9 @@ def run_job(local, job_id, job, matrix, workflow):
             local.say(f"  step {number}: {label}")
             started = time.monotonic()
             if "uses" in step:
-                inputs = {k: local.swap_value(str(v)) for k, v in substitute(step.get("with") or {}, ctx).items()}
+                inputs = {
+                    k: local.swap_value(str(v)) for k, v in substitute(step.get("with") or {}, ctx).items()
+                }
                 outputs = swaps.action_swap(step["uses"].split("@")[0])(local, inputs)
             else:
                 outputs = run_script(local, substitute(str(step["run"]), ctx), step_env)
@@ -134,13 +138,17 @@ def run_script(local, script, env):
             path.touch()
         (Path(tmp) / "step.sh").write_text(local.override(script))
         full = {**os.environ, **local.extra_env, **{k: local.swap_value(v) for k, v in env.items()}}
-        full.update(GITHUB_ENV=str(files["env"]), GITHUB_OUTPUT=str(files["output"]), GITHUB_PATH=str(files["path"]))
+        full.update(
+            GITHUB_ENV=str(files["env"]), GITHUB_OUTPUT=str(files["output"]), GITHUB_PATH=str(files["path"])
+        )
         full["PATH"] = os.pathsep.join([*local.path_first, full["PATH"]])
         argv = ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(Path(tmp) / "step.sh")]
         code = subprocess.run(argv, cwd=REPO, env=full).returncode
         if code:
             raise swaps.StepFailed(f"exited {code}")
-        local.extra_env.update(line.split("=", 1) for line in files["env"].read_text().splitlines() if "=" in line)
+        local.extra_env.update(
+            line.split("=", 1) for line in files["env"].read_text().splitlines() if "=" in line
+        )
         local.path_first[:0] = files["path"].read_text().split()
         return dict(line.split("=", 1) for line in files["output"].read_text().splitlines() if "=" in line)
 
@@ -152,7 +160,9 @@ def main():
     parser.add_argument("--event", default="push", help="github.event_name (default: push)")
     parser.add_argument("--ref", help="github.ref (default: refs/heads/<this branch>)")
     parser.add_argument("--pytest-args", help="development only: replaces PYTEST_ARGS=... in run steps")
-    parser.add_argument("--plan", action="store_true", help="print each step and its swap as JSON; run nothing")
+    parser.add_argument(
+        "--plan", action="store_true", help="print each step and its swap as JSON; run nothing"
+    )
     args = parser.parse_args()
     try:
         workflow = yaml.safe_load(args.workflow.read_text())
@@ -174,7 +184,9 @@ def main():
             job = workflow["jobs"][job_id]
             for matrix in instances(job):
                 title = f"{job_id}{' (' + ', '.join(f'{v}' for v in matrix.values()) + ')' if matrix else ''}"
-                results[title] = local.run(title, lambda j=job_id, jb=job, m=matrix: outcome(local, j, jb, m, workflow, results))
+                results[title] = local.run(
+                    title, lambda j=job_id, jb=job, m=matrix: outcome(local, j, jb, m, workflow, results)
+                )
     finally:
         local.close()
     return local.summary(results)
@@ -182,7 +194,11 @@ def main():
 
 def outcome(local, job_id, job, matrix, workflow, results):
     """Runs one job instance unless GitHub would not (if:, a failed need) or it cannot run here."""
-    failed = [n for n in needs(job) if any(t.split(" (")[0] == n and not r.startswith("passed") for t, r in results.items())]
+    failed = [
+        n
+        for n in needs(job)
+        if any(t.split(" (")[0] == n and not r.startswith("passed") for t, r in results.items())
+    ]
     if failed:
         return f"skipped: needs {', '.join(failed)}, which did not pass"
     if "if" in job and not evaluate(EXPR.sub(r"\1", str(job["if"])), local.context()):

@@ -34,14 +34,18 @@ def test_every_uses_has_a_declared_swap_and_every_run_step_is_run():
     assert [step["uses"] for step in planned] == actions
     assert all(step["swap"] for step in planned), "an action without a declared swap"
     assert len([step for step in plan if "run" in step]) == len(run_steps)
-    assert [step["service"] for step in plan if "service" in step] == re.findall(r"^    services:\n      (\w+):", text, re.M)
+    assert [step["service"] for step in plan if "service" in step] == re.findall(
+        r"^    services:\n      (\w+):", text, re.M
+    )
 
 
 def test_an_action_without_a_declared_swap_stops_the_runner_before_anything_runs(tmp_path):
     drifted = tmp_path / "ci.yml"
     drifted.write_text(
         WORKFLOW.read_text().replace(
-            "      - name: Test tools", "      - uses: example/deploy-somewhere@v1\n      - name: Test tools", 1
+            "      - name: Test tools",
+            "      - uses: example/deploy-somewhere@v1\n      - name: Test tools",
+            1,
         )
     )
     result = runner("--workflow", str(drifted))

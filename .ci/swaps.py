@@ -34,6 +34,7 @@ def in_use(host, port):
         return sock.connect_ex((host, port)) == 0
 
 
+BARE_PYTHON = r"(?<![\w/.-])python:\d[\w.-]*"  # Docker Hub's python image, not one named sitekit/python:...
 SYSTEMCTL = """#!/bin/sh
 [ "$1 $2" = "disable --now" ] || { echo "systemctl $*: no systemd here" >&2; exit 1; }
 shift 2
@@ -154,8 +155,8 @@ class Local:
 
     def swap_value(self, value):
         """A value the workflow gives: registry images and runner-image paths become local ones."""
-        if re.search(r"\bpython:\d", value):
-            new = re.sub(r"\bpython:\d[\w.-]*", lambda m: self.base(), value)
+        if re.search(BARE_PYTHON, value):
+            new = re.sub(BARE_PYTHON, lambda m: self.base(), value)
             self.swap(f"{value} -> {new} (the offline base, from Debian packages: no registry here)")
             value = new
         if "ghcr.io" in value:
@@ -208,7 +209,8 @@ class Local:
             self.say(
                 f"{title:28} {result}" + (f" ({self.timings[title]:.0f} s)" if title in self.timings else "")
             )
-        self.say("swapped: " + "; ".join(self.swapped) if self.swapped else "swapped: nothing")
+        for text in self.swapped:
+            self.say(f"swapped: {text}")
         for text in self.not_here:
             self.say(f"not here: {text}")
         failed = [t for t, r in results.items() if r.startswith("failed")]

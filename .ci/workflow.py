@@ -111,7 +111,10 @@ def run_job(local, job_id, job, matrix, workflow):
     ctx["env"] = env = {key: local.swap_value(str(substitute(v, ctx))) for key, v in env.items()}
     with local.services(substitute(job.get("services") or {}, ctx)):
         for number, step in enumerate(job["steps"], 1):
-            ctx["env"] = step_env = {**env, **substitute(step.get("env") or {}, ctx)}
+            step_env = {
+                k: local.swap_value(str(v)) for k, v in substitute(step.get("env") or {}, ctx).items()
+            }
+            ctx["env"] = step_env = {**env, **step_env}
             if "if" in step and not evaluate(EXPR.sub(r"\1", str(step["if"])), ctx):
                 local.say(f"  step {number} skipped (if: {step['if']})")
                 continue
@@ -137,7 +140,7 @@ def run_script(local, script, env):
         for path in files.values():
             path.touch()
         (Path(tmp) / "step.sh").write_text(local.override(script))
-        full = {**os.environ, **local.extra_env, **{k: local.swap_value(v) for k, v in env.items()}}
+        full = {**os.environ, **local.extra_env, **env}
         full.update(
             GITHUB_ENV=str(files["env"]), GITHUB_OUTPUT=str(files["output"]), GITHUB_PATH=str(files["path"])
         )

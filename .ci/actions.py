@@ -199,7 +199,8 @@ def inspect(reference, key):
     data = json.loads(out.stdout or "null") if out.returncode == 0 else None
     if not data or not data.get("SLSA"):
         raise swaps.StepFailed(f"{reference} has no {key.lower()} attestation: {out.stderr.strip()[-300:]}")
-    return f"SLSA provenance, built by {data['SLSA'].get('builder', {}).get('id') or 'BuildKit'}"
+    materials = [m.get("uri", "") for m in data["SLSA"].get("materials", [])]
+    return f"SLSA {data['SLSA'].get('buildType', '')}, materials: {' '.join(materials) or 'none'}"
 
 
 class Engine:

@@ -156,9 +156,11 @@ class Local:
     def swap_value(self, value):
         """A value the workflow gives: registry images and runner-image paths become local ones."""
         if re.search(BARE_PYTHON, value):
-            new = re.sub(BARE_PYTHON, lambda m: self.base(), value)
-            self.swap(f"{value} -> {new} (the offline base, from Debian packages: no registry here)")
-            value = new
+            for image in re.findall(BARE_PYTHON, value):
+                self.swap(
+                    f"{image} -> {self.base()} (the offline base, from Debian packages: no registry here)"
+                )
+            value = re.sub(BARE_PYTHON, lambda m: self.base(), value)
         if "ghcr.io" in value:
             value = re.sub(r"\bghcr\.io\b", self.registry(), value)
         if "/usr/bin/google-chrome" in value and shutil.which("chromium"):

@@ -54,7 +54,7 @@ def substitute(value, ctx):
         return [substitute(item, ctx) for item in value]
     if isinstance(value, str):
         return EXPR.sub(lambda m: str(evaluate(m[1], ctx)), value)
-    return value
+    return str(value).lower() if isinstance(value, bool) else value  # as GitHub passes inputs: "true"
 
 
 def instances(job):
@@ -186,7 +186,8 @@ def main():
                 continue
             job = workflow["jobs"][job_id]
             for matrix in instances(job):
-                title = f"{job_id}{' (' + ', '.join(f'{v}' for v in matrix.values()) + ')' if matrix else ''}"
+                values = ", ".join(str(value) for value in matrix.values() if value)
+                title = f"{job_id} ({values})" if values else job_id
                 results[title] = local.run(
                     title, lambda j=job_id, jb=job, m=matrix: outcome(local, j, jb, m, workflow, results)
                 )

@@ -2,8 +2,9 @@
 """Runs the fork's workflow (.github/workflows/ci.yml) on this machine: each job's own `run:` steps in
 order, jobs in `needs:` order, with the workflow's, job's and step's env and the matrix values. What
 needs GitHub or a registry (`uses:` actions, services, the runner image's paths) is swapped for a
-local stand-in declared in .ci/swaps.py; every swap, and all that cannot run here, is named in the
-output. Exits non-zero if any step fails, or if the workflow uses something without a declared swap.
+local stand-in declared in .ci/actions.py and .ci/swaps.py; every swap, and all that cannot run
+here, is named in the output. Exits non-zero if any step fails, or if the workflow uses something
+without a declared swap.
 
   .ci/workflow.py [--job NAME]... [--event push] [--ref refs/heads/main] [--pytest-args ARGS]
   .ci/workflow.py --plan        each step and its swap as JSON, nothing run (tests/test_workflow.py)

@@ -215,9 +215,10 @@ class Local:
             self.say(f"swapped: {text}")
         for text in self.not_here:
             self.say(f"not here: {text}")
-        failed = [t for t, r in results.items() if r.startswith("failed")]
-        self.say(f"{len(results) - len(failed)} jobs passed or were not run here, {len(failed)} failed")
-        return 1 if failed else 0
+        counts = {word: sum(r.startswith(word) for r in results.values()) for word in ("passed", "failed")}
+        others = len(results) - sum(counts.values())
+        self.say(f"jobs: {counts['passed']} passed, {counts['failed']} failed, {others} skipped or not here")
+        return 1 if counts["failed"] else 0
 
 
 @contextlib.contextmanager

@@ -202,7 +202,7 @@ def outcome(local, job_id, job, matrix, workflow, results):
     failed = [
         n
         for n in needs(job)
-        if any(t.split(" (")[0] == n and not r.startswith("passed") for t, r in results.items())
+        if any(t.split(" (")[0] == n and r.startswith(("failed", "skipped")) for t, r in results.items())
     ]
     if failed:
         return f"skipped: needs {', '.join(failed)}, which did not pass"

@@ -83,9 +83,31 @@ jobs:
     assert result.returncode == 1, result.stdout + result.stderr
     assert out.read_text() == "first\n"  # the failing step stopped its job; those that need it skipped
     assert "second (one)" in result.stdout and "skipped: needs first" in result.stdout
+    assert "jobs: 0 passed, 1 failed, 3 skipped or not here" in result.stdout
 
     (tmp_path / "ci.yml").write_text((tmp_path / "ci.yml").read_text().replace("exit 3", "exit 0"))
     out.unlink()
     result = runner("--workflow", str(tmp_path / "ci.yml"), "--job", "first", "--job", "second")
     assert result.returncode == 0, result.stdout + result.stderr
     assert out.read_text() == "first\nnever\nhello one push\nhello two push\n"
+
+
+def test_a_variant_whose_base_cannot_be_pulled_here_is_named_and_does_not_hold_back_what_needs_it(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "ci.yml").write_text(
+        f"""
+jobs:
+  image:
+    strategy: {{matrix: {{include: [{{base: python:3.14-alpine}}]}}}}
+    steps:
+      - run: exit 1
+  publish:
+    needs: image
+    steps:
+      - run: echo published >> {out}
+"""
+    )
+    result = runner("--workflow", str(tmp_path / "ci.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "image (python:3.14-alpine) not here: python:3.14-alpine cannot be pulled here" in result.stdout
+    assert out.read_text() == "published\n"

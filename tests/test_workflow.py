@@ -109,5 +109,5 @@ jobs:
     )
     result = runner("--workflow", str(tmp_path / "ci.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "image (python:3.14-alpine) not here: python:3.14-alpine cannot be pulled here" in result.stdout
+    assert "job image (python:3.14-alpine): not here: python:3.14-alpine cannot be pulled" in result.stdout
     assert out.read_text() == "published\n"

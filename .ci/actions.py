@@ -218,7 +218,7 @@ class Engine:
         sock = self.local.tmp / "engine"
         sock.mkdir()
         (sock / "daemon.json").write_text(
-            '{"features": {"containerd-snapshotter": true}, "storage-driver": "native", "iptables": false,'
+            '{"features": {"containerd-snapshotter": true}, "storage-driver": "overlayfs", "iptables": false,'
             ' "bridge": "none", "hosts": ["unix:///sock/docker.sock"]}'
         )
         caps = [
@@ -235,8 +235,10 @@ class Engine:
         argv += [f"--cap-add={cap}" for cap in caps]  # --privileged is refused on this kind of machine
         for opt in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"):
             argv += ["--security-opt", opt]
-        for path in ("/run", "/var/lib/docker", "/var/lib/containerd"):
-            argv += ["--tmpfs", f"{path}:exec"]
+        argv += ["--tmpfs", "/run:exec"]
+        for name in ("docker", "containerd"):  # on disk, not in memory: a build's layers take gigabytes
+            (sock / name).mkdir()
+            argv += ["-v", f"{sock / name}:/var/lib/{name}"]
         argv += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{sock}:/sock"]
         argv += ["-v", f"{sock}/daemon.json:/etc/docker/daemon.json:ro", ENGINE_IMAGE]
         argv += ["dockerd", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", f"/{self.name}"]

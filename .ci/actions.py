@@ -58,9 +58,9 @@ def setup_buildx(local, inputs):
 def setup_qemu(local, inputs):
     """none: arm64 is not built here (the offline base image is amd64 only); named in the output"""
     local.skip(
-        "docker/setup-qemu-action: no arm64 emulation here; binfmt_misc and Debian's qemu-user-static "
-        "would do, "
-        "but the offline base image is built for amd64 alone, so an arm64 build has no base"
+        "docker/setup-qemu-action: arm64 is not emulated by this runner: binfmt_misc and Debian's "
+        "qemu-user-static would do, but the offline base is amd64 alone, and an arm64 one and the arm64 "
+        "build under emulation would add tens of minutes to every CI run (docs/ci.md)"
     )
 
 

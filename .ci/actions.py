@@ -270,6 +270,19 @@ class Engine:
                         path.rmdir()  # a cgroup's files go with its folder
 
 
+# The inputs each stand-in honours: any other one in the workflow stops the runner (.ci/workflow.py plan).
+INPUTS = {
+    "actions/checkout": {"persist-credentials"},  # nothing to persist: no git credentials here
+    "actions/setup-python": {"python-version"},
+    "docker/setup-qemu-action": {"platforms"},
+    "docker/login-action": {"registry", "username", "password"},
+    "docker/metadata-action": {"images", "flavor", "tags"},
+    "docker/build-push-action": {
+        *("context", "file", "target", "build-args", "tags", "labels", "load", "push", "platforms"),
+        *("sbom", "provenance", "cache-from", "cache-to"),
+    },
+}
+
 ACTIONS = {
     "actions/checkout": checkout,
     "actions/setup-python": setup_python,

@@ -101,6 +101,9 @@ def plan(workflow):
             if "uses" in step:
                 action = step["uses"].split("@")[0]
                 steps.append({"job": job_id, "uses": action, "swap": swaps.action_swap(action).__doc__})
+                unknown = sorted(set(step.get("with") or {}) - swaps.actions.INPUTS.get(action, set()))
+                if unknown:
+                    raise swaps.Refused(f"{action}: no local equivalent for its input {', '.join(unknown)}")
             else:
                 steps.append({"job": job_id, "run": str(step["run"]), "name": step.get("name", "")})
     return steps

@@ -39,7 +39,7 @@ def test_every_uses_has_a_declared_swap_and_every_run_step_is_run():
     )
 
 
-def test_an_action_without_a_declared_swap_stops_the_runner_before_anything_runs(tmp_path):
+def test_an_action_or_an_input_without_a_local_equivalent_stops_the_runner_before_anything_runs(tmp_path):
     drifted = tmp_path / "ci.yml"
     drifted.write_text(
         WORKFLOW.read_text().replace(
@@ -55,6 +55,18 @@ def test_an_action_without_a_declared_swap_stops_the_runner_before_anything_runs
         "this runner cannot stand in for it"
     ]
     assert "job checks" not in result.stdout
+
+    drifted.write_text(
+        WORKFLOW.read_text().replace(
+            "          load: true\n", "          load: true\n          no-cache: true\n"
+        )
+    )
+    result = runner("--workflow", str(drifted))
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip()
+        == "workflow: docker/build-push-action: no local equivalent for its input no-cache"
+    )
 
 
 def test_jobs_run_in_needs_order_with_their_matrix_and_env_and_a_failed_step_fails_the_run(tmp_path):

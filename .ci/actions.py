@@ -56,11 +56,11 @@ def setup_buildx(local, inputs):
 
 
 def setup_qemu(local, inputs):
-    """none: arm64 is not built here (the offline base image is amd64 only); named in the output"""
+    """none: arm64 is not built here (an arm64 offline base and build take half an hour); named"""
     local.skip(
         "docker/setup-qemu-action: arm64 is not emulated by this runner: binfmt_misc and Debian's "
-        "qemu-user-static would do, but the offline base is amd64 alone, and an arm64 one and the arm64 "
-        "build under emulation would add tens of minutes to every CI run (docs/ci.md)"
+        "qemu-user-static do it here, but an arm64 offline base and the arm64 build under emulation "
+        "take about 30 min on this machine, too long for every CI run (docs/ci.md)"
     )
 
 

@@ -6,7 +6,9 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,7 +159,7 @@ def build_push(local, inputs):
     env = dict(os.environ)
     if push and (inputs.get("provenance") or inputs.get("sbom") == "true"):
         env["DOCKER_HOST"] = local.engine.start()  # the host's docker driver cannot attach attestations
-        argv += ["--network", "host"]  # the attesting engine has no bridge: RUN steps use the host's network
+        argv += ["--network", "host"]  # no bridge in the attesting engine: RUN steps use its netns
         if inputs.get("provenance"):
             argv += ["--provenance", inputs["provenance"]]
             attest["Provenance"] = inputs["provenance"]
@@ -209,6 +211,7 @@ class Engine:
 
     def __init__(self, local):
         self.local, self.name, self.host = local, f"workflow-engine-{os.getpid()}", None
+        self.registry = None  # its own docker-registry process, in the engine's network namespace
 
     def start(self):
         if self.host:
@@ -231,7 +234,8 @@ class Engine:
             "SETFCAP",
             "DAC_READ_SEARCH",
         ]
-        argv = ["docker", "run", "-d", "--name", self.name, "--network", "host", "--cgroupns", "host"]
+        # Its own netns: a dockerd without a bridge deletes its netns's docker0 (on host: the host's).
+        argv = ["docker", "run", "-d", "--name", self.name, "--cgroupns", "host"]
         argv += [f"--cap-add={cap}" for cap in caps]  # --privileged is refused on this kind of machine
         for opt in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"):
             argv += ["--security-opt", opt]
@@ -251,6 +255,7 @@ class Engine:
             subprocess.run(["sleep", "1"])
         else:
             raise swaps.StepFailed(f"the attesting engine did not start: docker logs {self.name}")
+        self.serve_registry()
         base = self.local.base()
         save = subprocess.Popen(["docker", "save", base], stdout=subprocess.PIPE)
         subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=env, check=True, capture_output=True)
@@ -261,7 +266,26 @@ class Engine:
         )
         return self.host
 
+    def serve_registry(self):
+        """The local registry's store, served at the same localhost:PORT in the engine's netns."""
+        self.local.registry()
+        inspect = ["docker", "inspect", "-f", "{{.State.Pid}}", self.name]
+        pid = subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+        binary = shutil.which("docker-registry") or "docker-registry"
+        argv = ["nsenter", "-t", pid, "-n", binary, "serve", str(self.local.registry_config)]
+        self.registry = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = self.local.registry().rsplit(":", 1)[1]
+        probe = ["nsenter", "-t", pid, "-n", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]
+        for _ in range(50):
+            if subprocess.run(probe, capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise swaps.StepFailed("the registry in the attesting engine's network namespace did not start")
+
     def stop(self):
+        if self.registry:
+            self.registry.terminate()
+            self.registry.wait()
         if self.host:
             subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
             for group in glob.glob(f"/sys/fs/cgroup/*/{self.name}"):  # what the inner engine's cgroups leave

@@ -142,6 +142,7 @@ class Local:
                 [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             self._registry = (f"localhost:{port}", server)
+            self.registry_config = config  # the attesting engine serves the same store in its own netns
             for _ in range(50):
                 if in_use("127.0.0.1", port):
                     break

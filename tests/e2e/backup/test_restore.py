@@ -2,6 +2,7 @@
 database and checked), and the way back from a deploy: deploys and `make up` back up before
 migrations (a failing backup stops them), then rollback + restore bring back the state before."""
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -43,6 +44,18 @@ class Migration(migrations.Migration):
 """
 
 
+@contextlib.contextmanager
+def new_migration(app, column):
+    """A migration adding `column`, in the site's clone while the block runs (a new version's)."""
+    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
+    migration = app.dir / f"app/migrations/0999_{column}.py"
+    migration.write_text(MIGRATION.format(latest=latest, column=column))
+    try:
+        yield
+    finally:
+        migration.unlink()
+
+
 @pytest.fixture(scope="module")
 def deployed(e2e_root, host_db):
     """A clone deployed as the VPS guide does it (revision v1 by make up), the database over TCP."""
@@ -61,10 +74,7 @@ def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deplo
     assert plain.returncode == 0 and "back up" not in plain.stdout, plain.stdout + plain.stderr
     assert revision() == "v2"
 
-    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
-    migration = app.dir / f"app/migrations/0999_added_{SESSION}.py"
-    migration.write_text(MIGRATION.format(latest=latest, column=f"added_{SESSION}"))
-    try:
+    with new_migration(app, f"added_{SESSION}"):
         failed = app.make("deploy", REVISION="v3", BACKUP_DIR="/proc/nowhere")
         assert failed.returncode != 0
         assert one_line_error(failed) == (
@@ -76,8 +86,6 @@ def test_a_deploy_backs_up_before_migrations_and_a_failing_backup_stops_it(deplo
         deployed_v3 = app.make("deploy", REVISION="v3")
         assert deployed_v3.returncode == 0, deployed_v3.stdout + deployed_v3.stderr
         assert "--> back up the database: v3 has migrations it lacks" in deployed_v3.stdout
-    finally:
-        migration.unlink()
     [before] = app.backups.glob("*-v2-before-v3.dump")
     assert revision() == "v3" and app.cluster.psql(columns, database=app.database) == "1"
     add(app, "After Migration")
@@ -95,18 +103,13 @@ def test_make_up_backs_up_before_migrations_too_and_a_failing_backup_stops_it(de
     app = deployed
     revision = lambda: app.nginx.request("/")[1]["X-Revision"]  # noqa: E731
     before = revision()
-    latest = max(p.stem for p in (app.dir / "app/migrations").glob("0*.py"))
-    migration = app.dir / f"app/migrations/0999_upped_{SESSION}.py"
-    migration.write_text(MIGRATION.format(latest=latest, column=f"upped_{SESSION}"))
-    try:
+    with new_migration(app, f"upped_{SESSION}"):
         failed = app.make("up", REVISION="v4", BACKUP_DIR="/proc/nowhere")
         assert failed.returncode != 0
         assert one_line_error(failed) == "backup: error: cannot create or write /proc/nowhere"
         assert revision() == before  # nothing was started: the old container serves on
         upped = app.make("up", REVISION="v4")
         assert upped.returncode == 0, upped.stdout + upped.stderr
-    finally:
-        migration.unlink()
     assert "make up: the new image has migrations the database lacks: a backup first" in upped.stdout
     assert len(list(app.backups.glob(f"*-{before}-before-v4.dump"))) == 1
     assert wait_for(lambda: revision() == "v4", timeout=60, what="v4 to serve")

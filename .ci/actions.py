@@ -252,7 +252,7 @@ class Engine:
         for _ in range(60):
             if subprocess.run(["docker", "info"], env=env, capture_output=True).returncode == 0:
                 break
-            subprocess.run(["sleep", "1"])
+            time.sleep(1)
         else:
             raise swaps.StepFailed(f"the attesting engine did not start: docker logs {self.name}")
         self.serve_registry()

@@ -246,6 +246,8 @@ class Engine:
         argv += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", f"{sock}:/sock"]
         argv += ["-v", f"{sock}/daemon.json:/etc/docker/daemon.json:ro", ENGINE_IMAGE]
         argv += ["dockerd", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", f"/{self.name}"]
+        bridge = Path("/sys/class/net/docker0")  # the host engine's bridge: it must survive this engine
+        had_bridge = bridge.exists()
         subprocess.run(argv, check=True, capture_output=True)
         self.host = f"unix://{sock}/docker.sock"
         env = {**os.environ, "DOCKER_HOST": self.host}
@@ -255,6 +257,8 @@ class Engine:
             time.sleep(1)
         else:
             raise swaps.StepFailed(f"the attesting engine did not start: docker logs {self.name}")
+        if had_bridge and not bridge.exists():
+            raise swaps.StepFailed("the attesting engine deleted the host's docker0 (give it its own netns)")
         self.serve_registry()
         base = self.local.base()
         save = subprocess.Popen(["docker", "save", base], stdout=subprocess.PIPE)
